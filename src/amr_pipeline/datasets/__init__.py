@@ -1,0 +1,1 @@
+"""Kedro dataset adapters over the core readers and stores."""
