@@ -1,0 +1,39 @@
+"""Wiring of the data_processing pipeline."""
+
+from kedro.pipeline import Node, Pipeline
+
+
+from .nodes import filter_and_index, ingest, sample_candidates, split
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(ingest, "raw_source", ["raw_interactions", "raw_items"], name="ingest_raw_dump"),
+            Node(
+                filter_and_index,
+                ["raw_interactions", "raw_items", "params:data_processing"],
+                ["interactions", "users", "indexed_items"],
+                name="filter_and_index",
+            ),
+            Node(
+                split,
+                ["interactions", "indexed_items", "params:data_processing.split"],
+                ["train", "validation", "test", "items", "data_metrics"],
+                name="leave_one_out_split",
+            ),
+            Node(
+                sample_candidates,
+                ["test", "interactions", "items", "params:data_processing.candidates"],
+                "test_candidates",
+                name="sample_test_candidates",
+            ),
+            Node(
+                sample_candidates,
+                ["validation", "interactions", "items", "params:data_processing.validation_candidates"],
+                "validation_candidates",
+                name="sample_validation_candidates",
+            ),
+        ],
+        tags="data_processing",
+    )

@@ -1,0 +1,571 @@
+"""One BPR-family trainer for MF-BPR, DUIF, VBPR and AMR (paper eqs. 3, 4, 7, 10, Algorithm 1).
+
+Mini-batch Adagrad on the summed pairwise loss ``Σ -ln σ(ŷ_ui - ŷ_uj)`` with
+``ŷ_ui = p_u · (q_i + E c_i)``; MF-BPR drops ``E c_i``, DUIF drops ``q_i``. AMR is VBPR plus an
+:mod:`adversary`: per batch Δ is built at Δ = 0 and held fixed while the model steps on
+``L_BPR + λ L'_BPR + β||Θ||²`` (eq. 7). Embedding tables are updated only at the rows a batch
+touches (sparse Adagrad, duplicates summed), ``E`` densely; a whole epoch runs inside one
+``tf.function``. Every epoch's randomness is a function of ``(seed, epoch)``, so a run resumed
+from a :class:`CheckpointStore` ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.recsys import metrics
+from amr_pipeline.recsys.adversary import Adversary, gradient_factors, make_adversary
+from amr_pipeline.recsys.models import FactorModel, feature_scale, truncated_normal, warm_item_mask
+from amr_pipeline.recsys.sampling import NegativeSampler
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("mf_bpr", "duif", "vbpr", "amr")
+HISTORY_COLUMNS = ["epoch", "loss", "hr_at_10", "ndcg_at_10", "seconds"]
+_SELECTION_METRICS = ("hr_at_10", "ndcg_at_10")
+
+
+@dataclass
+class TrainConfig:
+    """Training parameters. ``learning_rate`` and ``regularization`` (β) are one number or
+    three: [users p_u, items q_i, projection E] (official Pinterest AMR run: lr
+    [0.01, 1e-4, 1e-3], reg [0.1, 1e-3, 0]). ``initial_accumulator`` 0.1 is the default of
+    TF1's ``AdagradOptimizer`` that the official code used."""
+
+    model: str = "vbpr"
+    n_factors: int = 64
+    epochs: int = 20
+    batch_size: int = 512
+    learning_rate: float | Sequence[float] = 0.05
+    regularization: float | Sequence[float] = 0.0
+    initial_accumulator: float = 0.1
+    init_stddev: float = 0.01
+    feature_scaling: str | None = "max_abs"
+    regularize_item_vector: bool = False
+    adversary: str | None = None
+    epsilon: float = 0.1
+    adversarial_weight: float = 1.0
+    eval_every: int = 1
+    selection_metric: str = "ndcg_at_10"
+    checkpoint_every: int = 1
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict | TrainConfig | None = None, **overrides) -> TrainConfig:
+        """Build from a parameters dict; unknown keys are an error."""
+        if isinstance(params, TrainConfig):
+            params = dataclasses.asdict(params)
+        params = {**(params or {}), **overrides}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown training parameter(s) {unknown}: use only {sorted(known)}"
+            )
+        config = cls(**params)
+        config.validate()
+        return config
+
+    def __post_init__(self):
+        if self.model == "amr" and self.adversary is None:
+            self.adversary = "gradient"
+
+    @property
+    def uses_features(self) -> bool:
+        return self.model != "mf_bpr"
+
+    @property
+    def uses_item_factors(self) -> bool:
+        return self.model != "duif"
+
+    def rates(self) -> tuple[float, float, float]:
+        return _triple(self.learning_rate, "learning_rate")
+
+    def penalties(self) -> tuple[float, float, float]:
+        return _triple(self.regularization, "regularization")
+
+    def validate(self) -> None:
+        def bad(name, rule):
+            raise ConfigurationError(
+                f"training parameter {name}={getattr(self, name)!r} is invalid: it {rule}"
+            )
+
+        if self.model not in MODELS:
+            bad("model", f"must be one of {MODELS}")
+        for name in ("n_factors", "epochs", "batch_size", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < (0 if name == "epochs" else 1):
+                bad(name, "must be a positive integer")
+        if any(r <= 0 for r in self.rates()):
+            bad("learning_rate", "must be > 0")
+        if any(r < 0 for r in self.penalties()):
+            bad("regularization", "must be >= 0")
+        if not self.initial_accumulator > 0:
+            bad("initial_accumulator", "must be > 0")
+        if self.selection_metric not in _SELECTION_METRICS:
+            bad("selection_metric", f"must be one of {_SELECTION_METRICS}")
+        if self.adversary not in (None, "none") and not self.uses_features:
+            bad("adversary", "needs a visual model (duif, vbpr, amr): Δ perturbs image features")
+        if self.adversarial_weight < 0:
+            bad("adversarial_weight", "must be >= 0 (λ, eq. 7)")
+        make_adversary(self.adversary, self.epsilon)
+        feature_scale(None, self.feature_scaling)
+
+
+@dataclass
+class TrainResult:
+    """The selected weights and the per-evaluation history (``HISTORY_COLUMNS``)."""
+
+    model: FactorModel
+    history: pd.DataFrame
+    best_epoch: int
+
+
+class CheckpointStore:
+    """NumPy arrays in ``<directory>/checkpoint.npz``, replaced atomically on every save."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.path = self.directory / "checkpoint.npz"
+
+    def save(self, arrays: dict[str, np.ndarray]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        with open(partial, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, self.path)
+
+    def load(self) -> dict[str, np.ndarray] | None:
+        if not self.path.exists():
+            return None
+        with np.load(self.path, allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class BPRTrainer:
+    """Holds the factor tables, their Adagrad accumulators and the compiled epoch."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train: pd.DataFrame,
+        n_users: int,
+        n_items: int,
+        features: np.ndarray | None = None,
+        initial: FactorModel | None = None,
+        adversary: Adversary | None = None,
+    ):
+        config.validate()
+        self.config, self.n_users, self.n_items = config, int(n_users), int(n_items)
+        _check_pairs(train, n_users, n_items)
+        if config.uses_features and (features is None or len(features) != n_items):
+            raise ConfigurationError(
+                f"model {config.model} needs `features` with one row per item ({n_items} rows)"
+            )
+        if config.model == "amr" and initial is None:
+            logger.warning("AMR without a trained VBPR to start from (Algorithm 1, line 1)")
+        self.adversary = adversary if adversary is not None else (
+            make_adversary(config.adversary, config.epsilon)
+        )
+        users = train["user_id"].to_numpy(np.int64)
+        items = train["item_id"].to_numpy(np.int64)
+        self.sampler = NegativeSampler(users, items, n_items)
+        self.warm = warm_item_mask(train, n_items)
+        self.scale = feature_scale(features, config.feature_scaling) if config.uses_features else 1.0
+        self.features = None
+        if config.uses_features:
+            self.features = tf.convert_to_tensor(np.ascontiguousarray(features, np.float32))
+        self._build_variables(initial)
+        self.fingerprint = self._fingerprint(users, items)
+        self._epoch_fn = tf.function(
+            self._epoch_graph,
+            input_signature=[tf.TensorSpec([None], tf.int32)] * 3 + [tf.TensorSpec([], tf.int64)],
+        )
+
+    # ----------------------------------------------------------------- state
+    def _build_variables(self, initial: FactorModel | None) -> None:
+        config, k = self.config, self.config.n_factors
+        rng = np.random.default_rng([config.seed, 0])
+        if initial is not None and initial.n_factors != k:
+            raise ConfigurationError(
+                f"n_factors={k} but the initial model has K={initial.n_factors}: set n_factors "
+                "to match the model it starts from"
+            )
+
+        def table(source, rows, name):
+            if source is not None:
+                if source.shape[0] != rows:
+                    raise ConfigurationError(
+                        f"initial {name} has {source.shape[0]} rows, expected {rows}: the "
+                        "initial model was trained on different ids"
+                    )
+                return np.array(source, np.float32)
+            return truncated_normal(rng, (rows, k), config.init_stddev)
+
+        users = table(None if initial is None else initial.user_factors, self.n_users, "user_factors")
+        items = np.zeros((self.n_items, k), np.float32)
+        if config.uses_item_factors:
+            items = table(None if initial is None else initial.item_factors, self.n_items, "item_factors")
+            items[~self.warm] = 0.0
+        self.user_factors = tf.Variable(users, name="user_factors")
+        self.item_factors = tf.Variable(items, name="item_factors")
+        self.user_accumulator = tf.Variable(tf.fill(users.shape, config.initial_accumulator))
+        self.item_accumulator = tf.Variable(tf.fill(items.shape, config.initial_accumulator))
+        self.projection = self.projection_accumulator = None
+        if config.uses_features:
+            dims = int(self.features.shape[1])
+            start = None if initial is None else initial.feature_projection
+            if start is not None:
+                if start.shape != (dims, k):
+                    raise ConfigurationError(
+                        f"initial feature_projection is {start.shape}, expected {(dims, k)}"
+                    )
+                start = start * np.float32(self.scale / initial.feature_scale)
+            else:
+                start = truncated_normal(rng, (dims, k), config.init_stddev)
+            self.projection = tf.Variable(start, name="feature_projection")
+            self.projection_accumulator = tf.Variable(
+                tf.fill(start.shape, config.initial_accumulator)
+            )
+
+    def _variables(self) -> dict[str, tf.Variable]:
+        names = {
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+            "user_accumulator": self.user_accumulator,
+            "item_accumulator": self.item_accumulator,
+        }
+        if self.projection is not None:
+            names["feature_projection"] = self.projection
+            names["projection_accumulator"] = self.projection_accumulator
+        return names
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every table and accumulator as NumPy arrays."""
+        return {name: variable.numpy() for name, variable in self._variables().items()}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        for name, variable in self._variables().items():
+            variable.assign(arrays[name])
+
+    def model(self) -> FactorModel:
+        """A NumPy snapshot of the current weights."""
+        projection = None if self.projection is None else np.array(self.projection.numpy())
+        return FactorModel(
+            np.array(self.user_factors.numpy()), np.array(self.item_factors.numpy()),
+            projection, self.scale,
+        )
+
+    def _fingerprint(self, users: np.ndarray, items: np.ndarray) -> str:
+        settings = dataclasses.asdict(self.config)
+        for name in ("epochs", "eval_every", "checkpoint_every"):
+            settings.pop(name)
+        digest = hashlib.sha256(repr(sorted(settings.items())).encode())
+        digest.update(f"{self.n_users},{self.n_items},{self.adversary!r}".encode())
+        digest.update(np.sort(users * self.n_items + items).tobytes())
+        for value in self.state().values():
+            digest.update(zlib.crc32(value.tobytes()).to_bytes(4, "little"))
+        return digest.hexdigest()
+
+    # ----------------------------------------------------------------- maths
+    def _gradients(self, users, positives, negatives, seed):
+        """Objective of eq. 7 on one batch and its gradients at the distinct rows touched."""
+        config = self.config
+        beta_user, beta_item, beta_projection = config.penalties()
+        batch = tf.shape(users)[0]
+        user_rows, user_slot = tf.unique(users)
+        item_rows, item_slot = tf.unique(tf.concat([positives, negatives], 0))
+        p_rows = tf.gather(self.user_factors, user_rows)
+        q_rows = tf.gather(self.item_factors, item_rows) if config.uses_item_factors else None
+        c_rows = None
+        if config.uses_features:
+            c_rows = tf.gather(self.features, item_rows) * tf.constant(1.0 / self.scale, tf.float32)
+        watched = [p_rows] + ([q_rows] if q_rows is not None else [])
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            p = tf.gather(p_rows, user_slot)
+            vectors = _item_vectors(q_rows, c_rows, self.projection)
+            occurrences = tf.gather(vectors, item_slot)
+            margins = tf.reduce_sum(p * (occurrences[:batch] - occurrences[batch:]), 1)
+            data_loss = tf.reduce_sum(tf.nn.softplus(-margins))
+            if self.adversary is not None:
+                factors = gradient_factors(p, margins, item_slot, tf.shape(item_rows)[0])
+                shift = self.adversary.latent_shift(factors, self.projection, seed)
+                perturbed = tf.gather(vectors + shift, item_slot)
+                margins_adv = tf.reduce_sum(p * (perturbed[:batch] - perturbed[batch:]), 1)
+                data_loss += config.adversarial_weight * tf.reduce_sum(tf.nn.softplus(-margins_adv))
+            penalty = beta_user * tf.reduce_sum(tf.square(p))
+            if config.regularize_item_vector:
+                penalty += beta_item * tf.reduce_sum(tf.square(occurrences))
+            elif q_rows is not None:
+                penalty += beta_item * tf.reduce_sum(tf.square(tf.gather(q_rows, item_slot)))
+            if self.projection is not None:
+                penalty += beta_projection * tf.reduce_sum(tf.square(self.projection))
+            objective = data_loss + penalty
+        targets = watched + ([self.projection] if self.projection is not None else [])
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(objective, targets)]
+        grad_users = grads[0]
+        grad_items = grads[1] if q_rows is not None else None
+        grad_projection = grads[-1] if self.projection is not None else None
+        return data_loss, user_rows, grad_users, item_rows, grad_items, grad_projection
+
+    def _step(self, users, positives, negatives, seed):
+        rate_user, rate_item, rate_projection = self.config.rates()
+        loss, user_rows, g_users, item_rows, g_items, g_projection = self._gradients(
+            users, positives, negatives, seed
+        )
+        _adagrad_rows(self.user_factors, self.user_accumulator, user_rows, g_users, rate_user)
+        if g_items is not None:
+            _adagrad_rows(self.item_factors, self.item_accumulator, item_rows, g_items, rate_item)
+        if g_projection is not None:
+            self.projection_accumulator.assign_add(tf.square(g_projection))
+            self.projection.assign_sub(
+                rate_projection * g_projection * tf.math.rsqrt(self.projection_accumulator)
+            )
+        return loss
+
+    def _epoch_graph(self, users, positives, negatives, seed):
+        size = self.config.batch_size
+        count = tf.shape(users)[0]
+        batches = (count + size - 1) // size
+
+        def body(batch, total):
+            start = batch * size
+            stop = tf.minimum(start + size, count)
+            pair_seed = tf.stack([seed, tf.cast(batch, tf.int64)])
+            loss = self._step(
+                users[start:stop], positives[start:stop], negatives[start:stop], pair_seed
+            )
+            return batch + 1, total + loss
+
+        _, total = tf.while_loop(
+            lambda batch, total: batch < batches,
+            body,
+            [tf.constant(0), tf.constant(0.0)],
+            parallel_iterations=1,
+        )
+        return total
+
+    # ----------------------------------------------------------------- public
+    def run_epoch(self, epoch: int) -> float:
+        """Train one epoch (1-based); returns the mean per-pair loss ``L_BPR + λ L'_BPR``."""
+        users, positives, negatives = self.sampler.epoch(self.config.seed, epoch)
+        total = self._epoch_fn(
+            tf.constant(users, tf.int32),
+            tf.constant(positives, tf.int32),
+            tf.constant(negatives, tf.int32),
+            tf.constant(self.config.seed * 1_000_003 + epoch, tf.int64),
+        )
+        return float(total) / max(len(users), 1)
+
+    def batch_gradients(self, users, positives, negatives, seed=(0, 0)) -> dict[str, np.ndarray]:
+        """Dense gradients of one batch's objective (eq. 7) w.r.t. every table, and its loss."""
+        loss, user_rows, g_users, item_rows, g_items, g_projection = self._gradients(
+            tf.constant(users, tf.int32),
+            tf.constant(positives, tf.int32),
+            tf.constant(negatives, tf.int32),
+            tf.constant(seed, tf.int64),
+        )
+        out = {"loss": float(loss)}
+        out["user_factors"] = _dense(user_rows, g_users, self.n_users, self.config.n_factors)
+        if g_items is not None:
+            out["item_factors"] = _dense(item_rows, g_items, self.n_items, self.config.n_factors)
+        if g_projection is not None:
+            out["feature_projection"] = g_projection.numpy()
+        return out
+
+    def batch_perturbation(self, users, positives, negatives, seed=(0, 0)):
+        """``(items, Δ)``: the adversary's Δ for the batch's distinct items (eqs. 11-12)."""
+        if self.adversary is None:
+            raise ConfigurationError("no adversary configured: set adversary for this model")
+        users = tf.constant(users, tf.int32)
+        item_rows, item_slot = tf.unique(tf.constant(np.concatenate([positives, negatives]), tf.int32))
+        p = tf.gather(self.user_factors, users)
+        q_rows = tf.gather(self.item_factors, item_rows) if self.config.uses_item_factors else None
+        c_rows = tf.gather(self.features, item_rows) * (1.0 / self.scale)
+        occurrences = tf.gather(_item_vectors(q_rows, c_rows, self.projection), item_slot)
+        batch = tf.shape(users)[0]
+        margins = tf.reduce_sum(p * (occurrences[:batch] - occurrences[batch:]), 1)
+        factors = gradient_factors(p, margins, item_slot, tf.shape(item_rows)[0])
+        delta = self.adversary.perturbation(factors, self.projection, tf.constant(seed, tf.int64))
+        return item_rows.numpy(), delta.numpy()
+
+
+def train_bpr(
+    train: pd.DataFrame,
+    n_users: int,
+    n_items: int,
+    *,
+    params: dict | TrainConfig | None = None,
+    features: np.ndarray | None = None,
+    initial: FactorModel | None = None,
+    validation_candidates: pd.DataFrame | None = None,
+    adversary: Adversary | None = None,
+    checkpoint: CheckpointStore | str | os.PathLike | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train MF-BPR / DUIF / VBPR / AMR (``params["model"]``) and return the weights of the
+    best evaluated epoch by ``selection_metric`` on ``validation_candidates`` (the last epoch
+    without them). Every ``eval_every`` epochs a history row (``HISTORY_COLUMNS``) is recorded
+    and passed to ``on_epoch_end(epoch, record)``; every ``checkpoint_every`` epochs all state
+    is saved to ``checkpoint``, from which a restarted call resumes."""
+    config = TrainConfig.from_params(params)
+    trainer = BPRTrainer(config, train, n_users, n_items, features, initial, adversary)
+    store = CheckpointStore(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    history: list[dict] = []
+    best = {"score": -np.inf, "epoch": 0, "model": None}
+    start = 0
+    saved = store.load() if store is not None else None
+    if saved is not None:
+        start = _restore(trainer, saved, history, best, store)
+        logger.info("%s: resuming after epoch %d from %s", config.model, start, store.path)
+
+    bar = tqdm(total=config.epochs, initial=min(start, config.epochs), desc=config.model,
+               unit="epoch", disable=not progress, leave=False)
+    for epoch in range(start + 1, config.epochs + 1):
+        began = time.perf_counter()
+        loss = trainer.run_epoch(epoch)
+        seconds = time.perf_counter() - began
+        if not np.isfinite(loss):
+            raise ConfigurationError(
+                f"{config.model}: the loss became {loss} at epoch {epoch}: lower learning_rate "
+                "or epsilon / adversarial_weight"
+            )
+        record = None
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            record = {"epoch": epoch, "loss": loss, "hr_at_10": np.nan, "ndcg_at_10": np.nan,
+                      "seconds": seconds}
+            snapshot = trainer.model()
+            if validation_candidates is not None:
+                summary = metrics.summarise(
+                    metrics.rank_candidates(snapshot, features, validation_candidates), (10,)
+                )
+                record.update(hr_at_10=summary["hr_at_10"], ndcg_at_10=summary["ndcg_at_10"])
+                score = record[config.selection_metric]
+            else:
+                score = float(epoch)
+            if score > best["score"]:
+                best.update(score=score, epoch=epoch, model=snapshot)
+            history.append(record)
+        if store is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
+            store.save(_checkpoint_arrays(trainer, epoch, history, best))
+        if record is not None and on_epoch_end is not None:
+            on_epoch_end(epoch, dict(record))
+        bar.set_postfix(loss=f"{loss:.4f}", hr10=f"{history[-1]['hr_at_10']:.4f}" if history else "-")
+        bar.update(1)
+    bar.close()
+
+    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS).astype({"epoch": "int64"})
+    model = best["model"] if best["model"] is not None else trainer.model()
+    return TrainResult(model=model, history=frame, best_epoch=int(best["epoch"]))
+
+
+# --------------------------------------------------------------------- helpers
+def _item_vectors(q_rows, c_rows, projection):
+    """``q_i + E c_i`` for the batch's distinct items (eq. 4)."""
+    if c_rows is None:
+        return q_rows
+    projected = tf.matmul(c_rows, projection)
+    return projected if q_rows is None else q_rows + projected
+
+
+def _adagrad_rows(table, accumulator, rows, grad, rate):
+    """Adagrad at distinct ``rows`` only: ``G += g²; θ -= η g / √G`` (TF1 AdagradOptimizer)."""
+    squares = tf.gather(accumulator, rows) + tf.square(grad)
+    accumulator.scatter_update(tf.IndexedSlices(squares, rows))
+    table.scatter_sub(tf.IndexedSlices(rate * grad * tf.math.rsqrt(squares), rows))
+
+
+def _dense(rows, grad, n_rows, n_factors):
+    out = np.zeros((n_rows, n_factors), np.float32)
+    out[rows.numpy()] = grad.numpy()
+    return out
+
+
+def _triple(value, name) -> tuple[float, float, float]:
+    values = [value] * 3 if np.isscalar(value) else list(value)
+    if len(values) != 3:
+        raise ConfigurationError(
+            f"{name} must be one number or three [users, items, projection], got {value!r}"
+        )
+    return tuple(float(v) for v in values)
+
+
+def _check_pairs(train: pd.DataFrame, n_users: int, n_items: int) -> None:
+    for column, size in (("user_id", n_users), ("item_id", n_items)):
+        if column not in train:
+            raise ConfigurationError(f"train needs a `{column}` column, got {list(train.columns)}")
+        values = train[column].to_numpy()
+        if len(values) and (values.min() < 0 or values.max() >= size):
+            raise ConfigurationError(
+                f"train `{column}` must lie in [0, {size}); got [{values.min()}, {values.max()}]: "
+                "pass n_users / n_items from the same data_processing run"
+            )
+    if train.empty:
+        raise ConfigurationError("train has no interactions")
+
+
+def _checkpoint_arrays(trainer: BPRTrainer, epoch: int, history: list[dict], best: dict):
+    arrays = {f"state/{name}": value for name, value in trainer.state().items()}
+    arrays["epoch"] = np.array(epoch)
+    arrays["fingerprint"] = np.array(trainer.fingerprint)
+    arrays["best_score"] = np.array(best["score"], np.float64)
+    arrays["best_epoch"] = np.array(best["epoch"])
+    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    for column in HISTORY_COLUMNS:
+        arrays[f"history/{column}"] = frame[column].to_numpy(np.float64)
+    if best["model"] is not None:
+        for name, value in _model_arrays(best["model"]).items():
+            arrays[f"best/{name}"] = value
+    return arrays
+
+
+def _model_arrays(model: FactorModel) -> dict[str, np.ndarray]:
+    arrays = {"user_factors": model.user_factors, "item_factors": model.item_factors,
+              "feature_scale": np.array(model.feature_scale)}
+    if model.feature_projection is not None:
+        arrays["feature_projection"] = model.feature_projection
+    return arrays
+
+
+def _restore(trainer: BPRTrainer, saved: dict, history: list, best: dict, store) -> int:
+    if str(saved["fingerprint"]) != trainer.fingerprint:
+        raise ConfigurationError(
+            f"the checkpoint in {store.path} belongs to a different run (data, parameters or "
+            "initial model changed): delete it or point checkpoint elsewhere"
+        )
+    trainer.load_state({k.split("/", 1)[1]: v for k, v in saved.items() if k.startswith("state/")})
+    columns = {c: saved[f"history/{c}"] for c in HISTORY_COLUMNS}
+    for row in range(len(columns["epoch"])):
+        record = {c: float(columns[c][row]) for c in HISTORY_COLUMNS}
+        record["epoch"] = int(record["epoch"])
+        history.append(record)
+    best.update(score=float(saved["best_score"]), epoch=int(saved["best_epoch"]))
+    if "best/user_factors" in saved:
+        best["model"] = FactorModel(
+            saved["best/user_factors"],
+            saved["best/item_factors"],
+            saved.get("best/feature_projection"),
+            float(saved["best/feature_scale"]),
+        )
+    return int(saved["epoch"])
