@@ -1,17 +1,57 @@
-"""Project pipelines: data_processing, features, amr, baselines and __default__ (everything)."""
+"""Project pipelines.
+
+- ``data_processing``: raw dump -> split and candidates.
+- ``features``: item images -> ResNet-50 features.
+- ``amr``: what AMR needs (data, features, MF-BPR -> VBPR -> AMR) and its evaluation.
+- ``baselines``: POP, MF-eALS, MF-BPR and DUIF with their evaluation.
+- ``__default__``: everything.
+"""
 
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from amr_pipeline.pipelines import data_processing
+from amr_pipeline.pipelines import data_processing, features
+from amr_pipeline.pipelines.evaluation import evaluation_pipeline
+from amr_pipeline.pipelines.training import bpr_model_pipeline, closed_form_pipeline
+
+
+def _trained_and_evaluated(model: str, *, visual: bool, **training) -> Pipeline:
+    return bpr_model_pipeline(model, visual=visual, **training) + evaluation_pipeline(
+        model, visual=visual
+    )
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
     data = data_processing.create_pipeline()
+    feature = features.create_pipeline()
+    mf_bpr = _trained_and_evaluated("mf_bpr", visual=False)
+    amr = (
+        data
+        + feature
+        + mf_bpr
+        + _trained_and_evaluated(
+            "vbpr", visual=True, initialise_from="mf_bpr",
+            initial_tables=("user_factors", "item_factors"),
+        )
+        + _trained_and_evaluated("amr", visual=True, initialise_from="vbpr")
+    )
+    baselines = (
+        data
+        + feature
+        + closed_form_pipeline()
+        + evaluation_pipeline("pop", visual=False)
+        + evaluation_pipeline("mf_eals", visual=False)
+        + mf_bpr
+        + _trained_and_evaluated(
+            "duif", visual=True, initialise_from="mf_bpr", initial_tables=("user_factors",)
+        )
+    )
     return {
         "data_processing": data,
-        "amr": data,
-        "__default__": data,
+        "features": data + feature,
+        "amr": amr,
+        "baselines": baselines,
+        "__default__": amr + baselines,
     }

@@ -5,6 +5,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from amr_pipeline.datasets.features import ImageFolderDataset
 from amr_pipeline.datasets.raw import PinterestDumpDataset
 from amr_pipeline.pipelines import data_processing
 from amr_pipeline.pipelines.data_processing import nodes
@@ -32,6 +33,7 @@ def outputs(tiny_demo):
     catalog = DataCatalog(
         {
             "raw_source": PinterestDumpDataset(path=str(tiny_demo)),
+            "image_source": ImageFolderDataset(path=str(tiny_demo / "images")),
             "params:data_processing": MemoryDataset(PARAMETERS),
             "params:data_processing.split": MemoryDataset(PARAMETERS["split"]),
             "params:data_processing.candidates": MemoryDataset(PARAMETERS["candidates"]),
@@ -70,7 +72,8 @@ def test_demo_has_about_half_cold_test_items(outputs):
 def test_filter_node_reads_thresholds_from_parameters(tiny_demo):
     raw = PinterestDumpDataset(path=str(tiny_demo)).load()
     strict = dict(PARAMETERS, min_user_interactions=6)
-    interactions, users, _ = nodes.filter_and_index(*nodes.ingest(raw), strict)
+    images = ImageFolderDataset(path=str(tiny_demo / "images")).load()
+    interactions, users, _ = nodes.filter_and_index(*nodes.ingest(raw), images, strict)
     assert interactions.groupby("user_id").size().min() >= 6
     assert len(users) < 500
     assert isinstance(interactions, pd.DataFrame)

@@ -1,11 +1,12 @@
 """Adversarial perturbations Δ on image features (paper eqs. 5, 6, 9, 11, 12).
 
 For a mini-batch, Γ_i = ∂L'/∂Δ_i at Δ = 0, summed over every occurrence of item i in the batch
-(note below eq. 12). With ``x = ŷ_ui - ŷ_uj`` and ``Eᵀ`` stored as ``feature_projection``
-(D x K), each occurrence adds ``-σ(-x) Eᵀp_u`` (as positive) or ``+σ(-x) Eᵀp_u`` (as negative),
-so ``Γ_i = Eᵀ a_i`` with the K-vector ``a_i = Σ ∓σ(-x) p_u``. Adversaries receive ``a`` and
-``Eᵀ`` and return Δ (one row per distinct item) or directly its latent image ``E Δ_i``, with Δ
-held fixed (no gradient flows through the adversary's choice).
+(note below eq. 12). With ``x = ŷ_ui - ŷ_uj`` and the paper's ``E`` (K x D; the stored
+``feature_projection`` is ``Eᵀ``), each occurrence adds ``-σ(-x) Eᵀp_u`` (as positive) or
+``+σ(-x) Eᵀp_u`` (as negative), so ``Γ_i = Eᵀ a_i`` with the K-vector ``a_i = Σ ∓σ(-x) p_u``.
+Adversaries receive the rows ``a`` (n x K) and ``E`` and return Δ (n x D, one row per distinct
+item) or directly its latent image ``E Δ_i`` (n x K), with Δ held fixed (no gradient flows
+through the adversary's choice).
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ class Adversary:
         self.epsilon = float(epsilon)
 
     def perturbation(self, gradient_factors, projection, seed=(0, 0)) -> tf.Tensor:
+        """Δ (n x D) from ``a`` (n x K) and ``projection`` = E (K x D)."""
         raise NotImplementedError
 
     def latent_shift(self, gradient_factors, projection, seed=(0, 0)) -> tf.Tensor:
-        """``E Δ_i`` for each row; gradients reach ``projection`` only through ``E``, not Δ."""
+        """``E Δ_i`` for each row; gradients reach ``E`` only as ``E``, not through Δ."""
         delta = tf.stop_gradient(self.perturbation(gradient_factors, projection, seed))
-        return tf.matmul(delta, projection)
+        return tf.matmul(delta, projection, transpose_b=True)
 
     def __repr__(self):
         return f"{type(self).__name__}(epsilon={self.epsilon})"
@@ -47,19 +49,20 @@ class GradientAdversary(Adversary):
     kind = "gradient"
 
     def perturbation(self, gradient_factors, projection, seed=(0, 0)):
-        gamma = tf.matmul(gradient_factors, projection, transpose_b=True)
+        gamma = tf.matmul(gradient_factors, projection)
         norm = tf.norm(gamma, axis=1, keepdims=True)
         return tf.math.divide_no_nan(self.epsilon * gamma, norm)
 
     def latent_shift(self, gradient_factors, projection, seed=(0, 0)):
-        """``E Δ_i = ε (E Eᵀ a_i) / ||Eᵀ a_i||`` in K-space: ``||Eᵀa||² = aᵀ(E Eᵀ)a``; the
-        stop-gradient on one factor of the Gram matrix keeps Δ fixed."""
+        """``E Δ_i = ε (E Eᵀ a_i) / ||Eᵀ a_i||`` in K-space, as ``||Eᵀa||² = aᵀ(E Eᵀ)a``:
+        no D-sized row is formed. The stop-gradient on one factor of the Gram matrix keeps Δ
+        fixed while ``E`` still receives ``Δ_i``'s gradient."""
         a = tf.stop_gradient(gradient_factors)
         fixed = tf.stop_gradient(projection)
-        gram_fixed = tf.matmul(fixed, fixed, transpose_a=True)
-        norm = tf.sqrt(tf.maximum(tf.reduce_sum(tf.matmul(a, gram_fixed) * a, 1, keepdims=True), 0))
+        gram = tf.matmul(fixed, fixed, transpose_b=True)
+        norm = tf.sqrt(tf.maximum(tf.reduce_sum(tf.matmul(a, gram) * a, 1, keepdims=True), 0.0))
         weights = tf.math.divide_no_nan(self.epsilon * a, norm)
-        return tf.matmul(weights, tf.matmul(fixed, projection, transpose_a=True))
+        return tf.matmul(weights, tf.matmul(fixed, projection, transpose_b=True))
 
 
 class SignAdversary(Adversary):
@@ -68,7 +71,7 @@ class SignAdversary(Adversary):
     kind = "sign"
 
     def perturbation(self, gradient_factors, projection, seed=(0, 0)):
-        return self.epsilon * tf.sign(tf.matmul(gradient_factors, projection, transpose_b=True))
+        return self.epsilon * tf.sign(tf.matmul(gradient_factors, projection))
 
 
 class RandomAdversary(Adversary):
@@ -77,7 +80,7 @@ class RandomAdversary(Adversary):
     kind = "random"
 
     def perturbation(self, gradient_factors, projection, seed=(0, 0)):
-        shape = tf.stack([tf.shape(gradient_factors)[0], tf.shape(projection)[0]])
+        shape = tf.stack([tf.shape(gradient_factors)[0], tf.shape(projection)[1]])
         noise = tf.random.stateless_normal(shape, seed=tf.cast(seed, tf.int64), dtype=projection.dtype)
         return tf.math.divide_no_nan(self.epsilon * noise, tf.norm(noise, axis=1, keepdims=True))
 

@@ -32,10 +32,14 @@ def rank_candidates(
     users = candidates["user_id"].to_numpy(np.int64)
     items = candidates["item_id"].to_numpy(np.int64)
     is_test = candidates["is_test"].to_numpy(bool)
-    order = np.lexsort((~is_test, users))
-    users, items, is_test = users[order], items[order], is_test[order]
+    if not len(users):
+        raise ConfigurationError("candidates are empty: rebuild them with data_processing")
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    if not len(users) or not is_test[starts].all() or is_test.sum() != len(starts):
+    if (users[1:] < users[:-1]).any() or not is_test[starts].all():
+        order = np.lexsort((~is_test, users))
+        users, items, is_test = users[order], items[order], is_test[order]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    if not is_test[starts].all() or is_test.sum() != len(starts):
         raise ConfigurationError(
             "candidates must hold exactly one is_test row per user: rebuild them with "
             "data_processing"

@@ -18,6 +18,7 @@ import pandas as pd
 from amr_pipeline.errors import ConfigurationError
 
 FEATURE_SCALE_COLUMN = "feature_scale"
+HISTORY_COLUMNS = ["epoch", "loss", "hr_at_10", "ndcg_at_10", "seconds"]
 _CHUNK_ROWS = 16384
 
 
@@ -134,6 +135,16 @@ class FactorModel:
             if FEATURE_SCALE_COLUMN in feature_projection and len(feature_projection):
                 scale = float(feature_projection[FEATURE_SCALE_COLUMN].iloc[0])
         return cls(users, items, projection, scale)
+
+
+@dataclass
+class TrainResult:
+    """A trained model (the best evaluated epoch's weights) and its history, one row per
+    evaluation with ``HISTORY_COLUMNS``."""
+
+    model: FactorModel
+    history: pd.DataFrame
+    best_epoch: int
 
 
 def popularity_model(train: pd.DataFrame, n_users: int, n_items: int) -> FactorModel:

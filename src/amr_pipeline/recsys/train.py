@@ -29,13 +29,19 @@ from tqdm.auto import tqdm
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys import metrics
 from amr_pipeline.recsys.adversary import Adversary, gradient_factors, make_adversary
-from amr_pipeline.recsys.models import FactorModel, feature_scale, truncated_normal, warm_item_mask
+from amr_pipeline.recsys.models import (
+    HISTORY_COLUMNS,
+    FactorModel,
+    TrainResult,
+    feature_scale,
+    truncated_normal,
+    warm_item_mask,
+)
 from amr_pipeline.recsys.sampling import NegativeSampler
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("mf_bpr", "duif", "vbpr", "amr")
-HISTORY_COLUMNS = ["epoch", "loss", "hr_at_10", "ndcg_at_10", "seconds"]
 _SELECTION_METRICS = ("hr_at_10", "ndcg_at_10")
 
 
@@ -124,15 +130,6 @@ class TrainConfig:
             bad("adversarial_weight", "must be >= 0 (λ, eq. 7)")
         make_adversary(self.adversary, self.epsilon)
         feature_scale(None, self.feature_scaling)
-
-
-@dataclass
-class TrainResult:
-    """The selected weights and the per-evaluation history (``HISTORY_COLUMNS``)."""
-
-    model: FactorModel
-    history: pd.DataFrame
-    best_epoch: int
 
 
 class CheckpointStore:
@@ -230,7 +227,7 @@ class BPRTrainer:
         self.item_factors = tf.Variable(items, name="item_factors")
         self.user_accumulator = tf.Variable(tf.fill(users.shape, config.initial_accumulator))
         self.item_accumulator = tf.Variable(tf.fill(items.shape, config.initial_accumulator))
-        self.projection = self.projection_accumulator = None
+        self.projection = self.projection_accumulator = None  # E (K x D), the paper's layout
         if config.uses_features:
             dims = int(self.features.shape[1])
             start = None if initial is None else initial.feature_projection
@@ -242,9 +239,9 @@ class BPRTrainer:
                 start = start * np.float32(self.scale / initial.feature_scale)
             else:
                 start = truncated_normal(rng, (dims, k), config.init_stddev)
-            self.projection = tf.Variable(start, name="feature_projection")
+            self.projection = tf.Variable(np.ascontiguousarray(start.T), name="E")
             self.projection_accumulator = tf.Variable(
-                tf.fill(start.shape, config.initial_accumulator)
+                tf.fill(start.T.shape, config.initial_accumulator)
             )
 
     def _variables(self) -> dict[str, tf.Variable]:
@@ -255,7 +252,7 @@ class BPRTrainer:
             "item_accumulator": self.item_accumulator,
         }
         if self.projection is not None:
-            names["feature_projection"] = self.projection
+            names["projection"] = self.projection
             names["projection_accumulator"] = self.projection_accumulator
         return names
 
@@ -269,7 +266,7 @@ class BPRTrainer:
 
     def model(self) -> FactorModel:
         """A NumPy snapshot of the current weights."""
-        projection = None if self.projection is None else np.array(self.projection.numpy())
+        projection = None if self.projection is None else np.array(self.projection.numpy().T)
         return FactorModel(
             np.array(self.user_factors.numpy()), np.array(self.item_factors.numpy()),
             projection, self.scale,
@@ -296,14 +293,12 @@ class BPRTrainer:
         item_rows, item_slot = tf.unique(tf.concat([positives, negatives], 0))
         p_rows = tf.gather(self.user_factors, user_rows)
         q_rows = tf.gather(self.item_factors, item_rows) if config.uses_item_factors else None
-        c_rows = None
-        if config.uses_features:
-            c_rows = tf.gather(self.features, item_rows) * tf.constant(1.0 / self.scale, tf.float32)
+        c_rows = tf.gather(self.features, item_rows) if config.uses_features else None
         watched = [p_rows] + ([q_rows] if q_rows is not None else [])
         with tf.GradientTape() as tape:
             tape.watch(watched)
             p = tf.gather(p_rows, user_slot)
-            vectors = _item_vectors(q_rows, c_rows, self.projection)
+            vectors = _item_vectors(q_rows, c_rows, self.projection, self.scale)
             occurrences = tf.gather(vectors, item_slot)
             margins = tf.reduce_sum(p * (occurrences[:batch] - occurrences[batch:]), 1)
             data_loss = tf.reduce_sum(tf.nn.softplus(-margins))
@@ -390,7 +385,7 @@ class BPRTrainer:
         if g_items is not None:
             out["item_factors"] = _dense(item_rows, g_items, self.n_items, self.config.n_factors)
         if g_projection is not None:
-            out["feature_projection"] = g_projection.numpy()
+            out["feature_projection"] = g_projection.numpy().T
         return out
 
     def batch_perturbation(self, users, positives, negatives, seed=(0, 0)):
@@ -401,8 +396,9 @@ class BPRTrainer:
         item_rows, item_slot = tf.unique(tf.constant(np.concatenate([positives, negatives]), tf.int32))
         p = tf.gather(self.user_factors, users)
         q_rows = tf.gather(self.item_factors, item_rows) if self.config.uses_item_factors else None
-        c_rows = tf.gather(self.features, item_rows) * (1.0 / self.scale)
-        occurrences = tf.gather(_item_vectors(q_rows, c_rows, self.projection), item_slot)
+        c_rows = tf.gather(self.features, item_rows)
+        vectors = _item_vectors(q_rows, c_rows, self.projection, self.scale)
+        occurrences = tf.gather(vectors, item_slot)
         batch = tf.shape(users)[0]
         margins = tf.reduce_sum(p * (occurrences[:batch] - occurrences[batch:]), 1)
         factors = gradient_factors(p, margins, item_slot, tf.shape(item_rows)[0])
@@ -481,11 +477,12 @@ def train_bpr(
 
 
 # --------------------------------------------------------------------- helpers
-def _item_vectors(q_rows, c_rows, projection):
-    """``q_i + E c_i`` for the batch's distinct items (eq. 4)."""
+def _item_vectors(q_rows, c_rows, projection, scale):
+    """``q_i + E c_i`` for the batch's distinct items (eq. 4), ``c_i = raw_i / scale``; the
+    scale is applied to the K-sized product rather than the D-sized rows."""
     if c_rows is None:
         return q_rows
-    projected = tf.matmul(c_rows, projection)
+    projected = tf.matmul(c_rows, projection, transpose_b=True) * (1.0 / scale)
     return projected if q_rows is None else q_rows + projected
 
 

@@ -6,8 +6,11 @@ import logging
 
 import pandas as pd
 
+from amr_pipeline.errors import RawDataError
 from amr_pipeline.readers import RawTables
+from amr_pipeline.readers.features import format_problems
 from amr_pipeline.recsys import data
+from amr_pipeline.vision.availability import missing_visuals
 
 logger = logging.getLogger(__name__)
 
@@ -18,17 +21,39 @@ def ingest(raw: RawTables) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def filter_and_index(
-    interactions: pd.DataFrame, items: pd.DataFrame, parameters: dict
+    interactions: pd.DataFrame, items: pd.DataFrame, image_source, parameters: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Apply the dataset's filters, then give users and items contiguous integer ids."""
-    filtered, kept_items = data.filter_interactions(
-        interactions,
-        items,
-        sample_users=parameters.get("sample_users"),
-        min_user_interactions=parameters["min_user_interactions"],
-        drop_items_without_image=parameters["drop_items_without_image"],
-        seed=parameters["seed"],
-    )
+    """Apply the dataset's filters, check that every kept item has a usable image (or
+    feature row), then give users and items contiguous integer ids.
+
+    ``on_missing_image`` decides what a missing or unreadable image does: ``fail`` (default)
+    stops with one report listing every such item; ``drop`` logs the report and filters those
+    items out as if they had no image.
+    """
+    def run_filters(item_table):
+        return data.filter_interactions(
+            interactions,
+            item_table,
+            sample_users=parameters.get("sample_users"),
+            min_user_interactions=parameters["min_user_interactions"],
+            drop_items_without_image=parameters["drop_items_without_image"],
+            seed=parameters["seed"],
+        )
+
+    filtered, kept_items = run_filters(items)
+    report = missing_visuals(kept_items, image_source)
+    if len(report):
+        lines = [f"item {raw}: {reason}" for raw, _, reason in report.itertuples(index=False)]
+        message = (f"{len(report)} of {len(kept_items)} items have no usable image:\n"
+                   f"{format_problems(lines)}")
+        if parameters.get("on_missing_image", "fail") == "fail":
+            raise RawDataError(
+                message + "\nFix: restore these files, or set data_processing.on_missing_image: "
+                "drop in parameters_data_processing.yml to leave these items out."
+            )
+        logger.warning("%s\nDropping these items (on_missing_image: drop).", message)
+        unusable = items["item_raw_id"].isin(report["item_raw_id"])
+        filtered, kept_items = run_filters(items.assign(image=items["image"].where(~unusable)))
     return data.assign_ids(filtered, kept_items)
 
 

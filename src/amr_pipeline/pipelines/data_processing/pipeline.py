@@ -2,7 +2,6 @@
 
 from kedro.pipeline import Node, Pipeline
 
-
 from .nodes import filter_and_index, ingest, sample_candidates, split
 
 
@@ -12,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(ingest, "raw_source", ["raw_interactions", "raw_items"], name="ingest_raw_dump"),
             Node(
                 filter_and_index,
-                ["raw_interactions", "raw_items", "params:data_processing"],
+                ["raw_interactions", "raw_items", "image_source", "params:data_processing"],
                 ["interactions", "users", "indexed_items"],
                 name="filter_and_index",
             ),

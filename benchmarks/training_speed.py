@@ -1,0 +1,112 @@
+"""Seconds per training epoch of MF-BPR, VBPR and AMR on random data, and scoring time.
+
+Default sizes are Amazon Women's (paper Table 1): 83,337 users, 299,555 items, ~620,000
+training pairs, D = 2048 ResNet-50 features, K = 64, batch 512. Also times AMR at the size on
+which Cornac 3.0.1's AMR needs 74 s per epoch (3,000 users, 5,000 items, 60,000 pairs).
+
+    python benchmarks/training_speed.py                 # full size (needs ~8 GB of memory)
+    python benchmarks/training_speed.py --users 5000 --items 20000 --pairs 40000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import pandas as pd
+
+from amr_pipeline.recsys.metrics import rank_candidates
+from amr_pipeline.recsys.train import BPRTrainer, TrainConfig
+
+CORNAC_SECONDS = 74.0
+
+
+def random_data(n_users, n_items, n_pairs, dims, seed):
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.6
+    items = rng.choice(n_items, size=n_pairs, p=popularity / popularity.sum())
+    users = np.concatenate([np.arange(n_users), rng.integers(n_users, size=n_pairs - n_users)])
+    train = pd.DataFrame({"user_id": users, "item_id": items}).drop_duplicates(ignore_index=True)
+    features = rng.random((n_items, dims), dtype=np.float32)
+    return train, features
+
+
+def epoch_seconds(config, train, n_users, n_items, features, epochs):
+    trainer = BPRTrainer(config, train, n_users, n_items, features)
+    trainer.run_epoch(1)
+    began = time.perf_counter()
+    for epoch in range(2, epochs + 2):
+        trainer.run_epoch(epoch)
+    return (time.perf_counter() - began) / epochs
+
+
+def scoring_seconds(n_users, n_items, n_candidates, factors, seed):
+    from amr_pipeline.recsys.models import FactorModel
+
+    rng = np.random.default_rng(seed)
+    model = FactorModel(
+        rng.standard_normal((n_users, factors), dtype=np.float32),
+        rng.standard_normal((n_items, factors), dtype=np.float32),
+    )
+    candidates = pd.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(n_users), n_candidates),
+            "item_id": rng.integers(n_items, size=n_users * n_candidates),
+            "is_test": np.tile(np.arange(n_candidates) == 0, n_users),
+        }
+    )
+    began = time.perf_counter()
+    rank_candidates(model, None, candidates)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=83_337)
+    parser.add_argument("--items", type=int, default=299_555)
+    parser.add_argument("--pairs", type=int, default=620_000)
+    parser.add_argument("--dims", type=int, default=2048)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs after a warm-up one")
+    parser.add_argument("--candidates", type=int, default=1000)
+    parser.add_argument("--skip-cornac", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    train, features = random_data(args.users, args.items, args.pairs, args.dims, args.seed)
+    print(f"data: {args.users:,} users, {args.items:,} items, {len(train):,} training pairs, "
+          f"D={args.dims}, K={args.factors}, batch {args.batch_size}")
+    common = {"n_factors": args.factors, "batch_size": args.batch_size, "seed": args.seed}
+    timings = {}
+    for name, extra in (
+        ("mf_bpr", {"model": "mf_bpr"}),
+        ("vbpr", {"model": "vbpr"}),
+        ("amr", {"model": "amr", "adversary": "gradient", "epsilon": 0.1}),
+    ):
+        config = TrainConfig.from_params({**common, **extra})
+        timings[name] = epoch_seconds(
+            config, train, args.users, args.items, features, args.epochs
+        )
+        print(f"{name:7s} {timings[name]:7.2f} s/epoch")
+    print(f"AMR / VBPR epoch time: {timings['amr'] / timings['vbpr']:.2f}")
+    del features
+
+    if not args.skip_cornac:
+        small, small_features = random_data(3_000, 5_000, 60_000, args.dims, args.seed)
+        config = TrainConfig.from_params({**common, "model": "amr"})
+        seconds = epoch_seconds(config, small, 3_000, 5_000, small_features, args.epochs)
+        print(f"AMR at Cornac size (3,000 x 5,000, {len(small):,} pairs, D={args.dims}): "
+              f"{seconds:.2f} s/epoch vs Cornac 3.0.1 {CORNAC_SECONDS:.0f} s "
+              f"({CORNAC_SECONDS / seconds:.0f}x faster)")
+
+    seconds = scoring_seconds(args.users, args.items, args.candidates, args.factors, args.seed)
+    print(f"scoring {args.users:,} users x {args.candidates:,} candidates: {seconds:.2f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"peak RSS: {peak:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Kedro datasets for item image features: image folder, feature cache, feature matrix, imports.
+
+Example catalog entries::
+
+    item_images:
+      type: amr_pipeline.datasets.features.ImageFolderDataset
+      path: data/01_raw/demo/images
+    feature_cache:
+      type: amr_pipeline.datasets.features.FeatureCacheDataset
+      path: data/04_feature/demo/feature_cache
+    item_features:
+      type: amr_pipeline.datasets.features.FeatureMatrixDataset
+      filepath: data/04_feature/demo/item_features.parquet
+    amazon_image_features:
+      type: amr_pipeline.datasets.features.McAuleyFeaturesDataset
+      filepath: data/01_raw/amazon/image_features_Clothing_Shoes_and_Jewelry.b
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import TablePreview
+
+from amr_pipeline.errors import RawDataError
+from amr_pipeline.readers.features import (
+    ItemFeatures,
+    RawFeatures,
+    read_id_list,
+    read_mcauley_features,
+    read_npy_features,
+)
+from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
+
+
+class _PathDataset(AbstractDataset):
+    """A dataset over one path that the catalog never writes."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def save(self, data: Any) -> None:
+        raise DatasetError(f"{type(self).__name__} is read-only in the catalog.")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+class ImageFolderDataset(_PathDataset):
+    """``load()`` returns an :class:`ImageFolder`: files are stat-ed and decoded on demand."""
+
+    def load(self) -> ImageFolder:
+        if not self._path.is_dir():
+            raise DatasetError(f"{self._path}: image folder not found; fix the catalog path.")
+        return ImageFolder(self._path)
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()
+
+
+class FeatureCacheDataset(_PathDataset):
+    """``load()`` returns the :class:`FeatureCache` in ``path`` (created on first store)."""
+
+    def load(self) -> FeatureCache:
+        return FeatureCache(self._path)
+
+    def _exists(self) -> bool:
+        return True
+
+
+class FeatureMatrixDataset(AbstractDataset[ItemFeatures, ItemFeatures]):
+    """:class:`ItemFeatures` as parquet: ``item_id`` int64 + ``features`` fixed_size_list<float32>[D].
+
+    Saves to a temporary file and renames it, so the file is whole or absent.
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> ItemFeatures:
+        table = pq.read_table(self._filepath, columns=["item_id", "features"])
+        column = table.column("features").combine_chunks()
+        if not pa.types.is_fixed_size_list(column.type) or column.null_count:
+            raise RawDataError(
+                f"{self._filepath}: 'features' must be a non-null fixed_size_list column; "
+                "re-run the features pipeline to rewrite it."
+            )
+        values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        features = values.reshape(len(column), column.type.list_size)
+        return ItemFeatures(table.column("item_id").to_numpy().astype(np.int64), features)
+
+    def save(self, data: ItemFeatures) -> None:
+        item_ids = np.asarray(data.item_ids, dtype=np.int64)
+        features = np.ascontiguousarray(data.features, dtype=np.float32)
+        if features.ndim != 2 or len(features) != len(item_ids):
+            raise DatasetError(
+                f"{self._filepath}: expected {len(item_ids)} feature rows, got shape "
+                f"{features.shape}."
+            )
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)),
+                                                    features.shape[1])
+        table = pa.table({"item_id": pa.array(item_ids), "features": vectors})
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._filepath.with_name(f".{self._filepath.name}.{os.getpid()}.tmp")
+        try:
+            pq.write_table(table, temporary)
+            os.replace(temporary, self._filepath)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def preview(self, nrows: int = 5) -> TablePreview:
+        """First rows: item id, vector norm and the first components (for kedro-viz)."""
+        batch = next(pq.ParquetFile(self._filepath).iter_batches(batch_size=nrows), None)
+        if batch is None:
+            return TablePreview(pd.DataFrame().to_dict(orient="split"))
+        column = batch.column("features")
+        vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(len(batch), -1)
+        frame = pd.DataFrame({"item_id": batch.column("item_id").to_numpy(),
+                              "norm": np.linalg.norm(vectors, axis=1)})
+        for k in range(min(4, vectors.shape[1])):
+            frame[f"f{k}"] = vectors[:, k]
+        return TablePreview(frame.to_dict(orient="split"))
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class McAuleyFeaturesDataset(AbstractDataset[None, RawFeatures]):
+    """Load-only ``image_features_<Category>.b``; ``load()`` returns memory-mapped RawFeatures."""
+
+    def __init__(self, filepath: str, dimension: int = 4096,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self._dimension = int(dimension)
+        self.metadata = metadata
+
+    def load(self) -> RawFeatures:
+        return read_mcauley_features(self._filepath, self._dimension)
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("McAuleyFeaturesDataset is read-only: raw data is never overwritten.")
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "dimension": self._dimension}
+
+
+class NpyFeaturesDataset(AbstractDataset[None, RawFeatures]):
+    """Load-only ``.npy`` matrix + id list (text, one per line; or ``ids_column`` of parquet/CSV)."""
+
+    def __init__(self, filepath: str, ids_filepath: str, ids_column: str | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self._ids_filepath = Path(ids_filepath)
+        self._ids_column = ids_column
+        self.metadata = metadata
+
+    def load(self) -> RawFeatures:
+        ids = read_id_list(self._ids_filepath, self._ids_column)
+        return read_npy_features(self._filepath, ids, str(self._ids_filepath))
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("NpyFeaturesDataset is read-only: raw data is never overwritten.")
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file() and self._ids_filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "ids_filepath": str(self._ids_filepath),
+                "ids_column": self._ids_column}

@@ -1,0 +1,31 @@
+"""Thin node over :mod:`amr_pipeline.vision.resnet` and :mod:`amr_pipeline.readers.features`."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from amr_pipeline.readers.features import ItemFeatures, RawFeatures, map_features_to_items
+from amr_pipeline.vision.resnet import extract_item_features
+
+
+def build_item_features(
+    items: pd.DataFrame, image_source, feature_cache, parameters: dict
+) -> ItemFeatures:
+    """Features for every item of ``items``: extracted from its image with ResNet-50 (resuming
+    from ``feature_cache``), or looked up by raw id when the environment's ``image_source`` is a
+    precomputed feature file (Amazon ``.b``, ``.npy``)."""
+    if isinstance(image_source, RawFeatures):
+        features, _ = map_features_to_items(items, image_source, parameters["on_missing_image"])
+        return features
+    features, _ = extract_item_features(
+        items,
+        image_source,
+        feature_cache,
+        weights=parameters["weights"],
+        seed=parameters["seed"],
+        image_size=parameters["image_size"],
+        batch_size=parameters["batch_size"],
+        precision=parameters["precision"],
+        on_missing_image=parameters["on_missing_image"],
+    )
+    return features

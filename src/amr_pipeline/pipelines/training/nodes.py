@@ -1,0 +1,124 @@
+"""Thin nodes over :mod:`amr_pipeline.recsys`: fit a model, return its factor tables."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from amr_pipeline.recsys import eals
+from amr_pipeline.recsys.models import FactorModel, popularity_model
+from amr_pipeline.recsys.train import train_bpr
+
+logger = logging.getLogger(__name__)
+
+
+def feature_matrix(item_features, items: pd.DataFrame) -> np.ndarray:
+    """The (n_items, D) feature matrix in ``item_id`` order; items without a row get zeros."""
+    n_items = len(items)
+    matrix = np.zeros((n_items, item_features.features.shape[1]), np.float32)
+    ids = np.asarray(item_features.item_ids, np.int64)
+    inside = (ids >= 0) & (ids < n_items)
+    matrix[ids[inside]] = item_features.features[inside]
+    missing = n_items - len(np.unique(ids[inside]))
+    if missing:
+        logger.warning("%d items have no image feature row and score with zeros.", missing)
+    return matrix
+
+
+def model_frames(model: FactorModel) -> dict[str, pd.DataFrame]:
+    """Factor tables as the catalog stores them."""
+    return model.to_frames()
+
+
+def train_model(
+    train: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    parameters: dict,
+    validation_candidates: pd.DataFrame | None = None,
+    item_features=None,
+    initial_user_factors: pd.DataFrame | None = None,
+    initial_item_factors: pd.DataFrame | None = None,
+    initial_feature_projection: pd.DataFrame | None = None,
+    checkpoint=None,
+) -> dict:
+    """Train MF-BPR, DUIF, VBPR or AMR (``parameters["model"]``); return the factor tables of
+    the best validation epoch, the training history and its MLflow metric history.
+
+    ``initial_*`` tables chain the paper's initialisation: VBPR starts from MF-BPR's p_u, q_i,
+    AMR from VBPR (Algorithm 1, line 1), DUIF optionally from MF-BPR's p_u
+    (``initialise_users``).
+    """
+    parameters = dict(parameters)
+    initialise_users = parameters.pop("initialise_users", True)
+    initial = None
+    if initial_user_factors is not None and initialise_users:
+        initial = _initial_model(
+            parameters, initial_user_factors, initial_item_factors, initial_feature_projection,
+            len(items),
+        )
+    features = None if item_features is None else feature_matrix(item_features, items)
+    result = train_bpr(
+        train,
+        len(users),
+        len(items),
+        params=parameters,
+        features=features,
+        initial=initial,
+        validation_candidates=validation_candidates,
+        checkpoint=checkpoint,
+    )
+    logger.info(
+        "%s: best epoch %d of %d by validation %s.",
+        parameters["model"], result.best_epoch, parameters["epochs"],
+        parameters.get("selection_metric", "ndcg_at_10"),
+    )
+    return {
+        **model_frames(result.model),
+        "history": result.history,
+        "history_metrics": history_metrics(result.history),
+    }
+
+
+def _initial_model(parameters, user_factors, item_factors, feature_projection, n_items):
+    start = FactorModel.from_frames(user_factors, item_factors, feature_projection)
+    items = np.zeros((n_items, start.n_factors), np.float32)
+    items[: len(start.item_factors)] = start.item_factors
+    return FactorModel(start.user_factors, items, start.feature_projection, start.feature_scale)
+
+
+def history_metrics(history: pd.DataFrame) -> dict:
+    """Training curves as MLflow metric history (step = epoch)."""
+    curves = {}
+    for column, key in (("loss", "train.loss"), ("hr_at_10", "validation.hr_at_10"),
+                        ("ndcg_at_10", "validation.ndcg_at_10")):
+        values = history[["epoch", column]].dropna()
+        if len(values):
+            curves[key] = [{"value": float(v), "step": int(s)} for s, v in values.to_numpy()]
+    return curves
+
+
+def fit_popularity(train: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> dict:
+    """POP: items ranked by training popularity (one factor column)."""
+    return model_frames(popularity_model(train, len(users), len(items)))
+
+
+def fit_eals(
+    train: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    validation_candidates: pd.DataFrame,
+    parameters: dict,
+) -> dict:
+    """MF-eALS (He et al., SIGIR'16): element-wise ALS with popularity-weighted missing data;
+    the best iteration on the validation candidates is kept."""
+    result = eals.train_eals(
+        train, len(users), len(items), validation_candidates=validation_candidates, **parameters
+    )
+    return {
+        **model_frames(result.model),
+        "history": result.history,
+        "history_metrics": history_metrics(result.history),
+    }

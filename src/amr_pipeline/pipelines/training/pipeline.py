@@ -1,0 +1,68 @@
+"""Modular training templates, instantiated once per model with its namespace.
+
+A model's factor tables are datasets ``<model>.user_factors``, ``<model>.item_factors`` and,
+for visual models, ``<model>.feature_projection``; an initialisation chain (MF-BPR -> VBPR ->
+AMR) is an edge from one model's tables to the next one's node, visible in kedro-viz.
+"""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import fit_eals, fit_popularity, train_model
+
+FACTOR_TABLES = ("user_factors", "item_factors", "feature_projection")
+
+
+def bpr_model_pipeline(model: str, *, visual: bool, initialise_from: str | None = None,
+                       initial_tables: tuple[str, ...] = FACTOR_TABLES) -> Pipeline:
+    """Train one BPR-family model (MF-BPR, DUIF, VBPR, AMR) under the namespace ``model``."""
+    inputs = {
+        "train": "train",
+        "users": "users",
+        "items": "items",
+        "validation_candidates": "validation_candidates",
+        "parameters": f"params:training.{model}",
+        "checkpoint": f"{model}.checkpoint",
+    }
+    if visual:
+        inputs["item_features"] = "item_features"
+    if initialise_from:
+        for table in initial_tables:
+            inputs[f"initial_{table}"] = f"{initialise_from}.{table}"
+    outputs = {table: f"{model}.{table}" for table in FACTOR_TABLES[: 3 if visual else 2]}
+    outputs["history"] = f"{model}.training_history"
+    outputs["history_metrics"] = f"{model}.training_curves"
+    return Pipeline(
+        [Node(train_model, inputs, outputs, name=f"train_{model}", namespace=model)],
+        tags=["training", model],
+    )
+
+
+def closed_form_pipeline() -> Pipeline:
+    """POP and MF-eALS: fitted without sampling, same factor-table outputs."""
+    return Pipeline(
+        [
+            Node(
+                fit_popularity,
+                ["train", "users", "items"],
+                {"user_factors": "pop.user_factors", "item_factors": "pop.item_factors"},
+                name="fit_pop",
+                namespace="pop",
+                tags=["training", "pop"],
+            ),
+            Node(
+                fit_eals,
+                ["train", "users", "items", "validation_candidates", "params:training.mf_eals"],
+                {
+                    "user_factors": "mf_eals.user_factors",
+                    "item_factors": "mf_eals.item_factors",
+                    "history": "mf_eals.training_history",
+                    "history_metrics": "mf_eals.training_curves",
+                },
+                name="fit_mf_eals",
+                namespace="mf_eals",
+                tags=["training", "mf_eals"],
+            ),
+        ]
+    )

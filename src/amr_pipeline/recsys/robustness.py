@@ -1,0 +1,494 @@
+"""Test-time attacks on image features (paper 4.3.2, Table 3, Figures 4-5).
+
+Every item's scaled feature vector ``c_i`` gets a perturbation ``Δ_i`` with ``||Δ_i|| = ε``
+(eq. 5: ``ŷ'_ui = p_u·(q_i + E(c_i + Δ_i))``) and the stored candidates are ranked again.
+
+Attacks:
+
+- ``random``: a seeded random direction per item (VBPR-rand).
+- ``fgm_train``: the paper's adversary (eq. 6, 11; VBPR-grad): ``Δ_i = ε Γ_i/||Γ_i||`` with
+  ``Γ = ∂L'_BPR/∂Δ`` over all training pairs, one negative each, drawn once with ``seed``.
+- ``fgm_test``: the same step on the loss of the measured ranking,
+  ``Σ_u Σ_j -ln σ(ŷ_ut - ŷ_uj)`` over each user's test item ``t`` and its negatives ``j``.
+- ``fgsm``: ``Δ_i = ε sign(Γ_i)/√D`` with the training-loss ``Γ`` (norm ``ε``; 0 where Γ_i = 0).
+- ``pgd``: starts at ``fgm_test`` and takes ``steps`` projected steps on the test loss.
+- ``certified``: the exact worst case, attained even by a perturbation chosen separately per
+  user: the test item loses at most ``ε||Eᵀp_u||`` and every negative gains at most as much.
+
+Every loss gradient is ``Γ_i = Eᵀ g_i`` with ``g_i ∈ R^K`` (a sum of ``∓σ(-x) p_u`` over the
+item's occurrences), so with ``M = E Eᵀ`` (K x K) the FGM step moves item vector ``i`` by
+``ε M g_i / √(g_iᵀ M g_i)``: gradient attacks and PGD (``Δ_i = Eᵀ a_i``,
+``||Δ_i||² = a_iᵀ M a_i``) never leave K-space. Only ``random`` and ``fgsm`` touch D-space, in
+item chunks. All single-step directions are independent of ``ε``, so their scores are
+``ŷ + ε ŷ_Δ`` from one pass over the candidates for the whole ε grid.
+
+Models without a ``feature_projection`` (POP, MF) have nothing to attack: every attack is a
+no-op there and reports the clean numbers (a warning is logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.special import expit
+
+from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.recsys.metrics import summarise
+from amr_pipeline.recsys.models import FactorModel
+from amr_pipeline.recsys.sampling import NegativeSampler, epoch_rng
+
+log = logging.getLogger(__name__)
+
+ATTACKS = ("random", "fgm_train", "fgm_test", "fgsm", "pgd", "certified")
+SINGLE_STEP = ("random", "fgm_train", "fgm_test", "fgsm")
+_GATHER_FLOATS = 1 << 20  # floats per gathered block (4 MB)
+_ITEM_CHUNK = 8192  # items per D-dimensional block; fixes the random stream too
+
+
+def training_triples(train: pd.DataFrame, n_items: int, seed: int = 0):
+    """``(u, i, j)`` for every training pair, one negative each, drawn once from ``seed``."""
+    users = train["user_id"].to_numpy(np.int64)
+    items = train["item_id"].to_numpy(np.int64)
+    sampler = NegativeSampler(users, items, n_items)
+    return users, items, sampler.negatives(users, epoch_rng(seed, 0))
+
+
+class _Candidates:
+    """Candidates as an (n_users x C) item matrix, test item in column 0; ragged lists are
+    padded with the test item and masked out by ``valid``."""
+
+    def __init__(self, candidates: pd.DataFrame):
+        for column in ("user_id", "item_id", "is_test"):
+            if column not in candidates:
+                raise ConfigurationError(
+                    f"candidates need a `{column}` column, got {list(candidates.columns)}"
+                )
+        users = candidates["user_id"].to_numpy(np.int64)
+        items = candidates["item_id"].to_numpy(np.int64)
+        is_test = candidates["is_test"].to_numpy(bool)
+        if not len(users):
+            raise ConfigurationError("candidates are empty: rebuild them with data_processing")
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        if (users[1:] < users[:-1]).any() or not is_test[starts].all():
+            order = np.lexsort((~is_test, users))
+            users, items, is_test = users[order], items[order], is_test[order]
+            starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        if not is_test[starts].all() or is_test.sum() != len(starts):
+            raise ConfigurationError(
+                "candidates must hold exactly one is_test row per user: rebuild them with "
+                "data_processing"
+            )
+        sizes = np.diff(np.r_[starts, len(users)])
+        self.users = users[starts]
+        self.test_items = items[starts]
+        width = int(sizes.max())
+        index = np.int32 if items.max() < 2**31 - 1 else np.int64
+        if (sizes == width).all():
+            self.items = items.reshape(len(starts), width).astype(index)
+            self.valid = None
+        else:
+            self.items = np.repeat(self.test_items[:, None], width, axis=1).astype(index)
+            column = np.arange(len(users)) - np.repeat(starts, sizes)
+            self.items[np.repeat(np.arange(len(starts)), sizes), column] = items
+            self.valid = np.arange(width) < sizes[:, None]
+
+    def blocks(self, width: int = 1):
+        """User slices holding about ``_GATHER_FLOATS`` entries of ``width`` floats each."""
+        step = max(1, _GATHER_FLOATS // (self.items.shape[1] * width))
+        for start in range(0, len(self.users), step):
+            yield slice(start, start + step)
+
+    def scores(self, user_factors: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """``p_u · table_i`` for every candidate: (n, C) for an (I, K) table, (n, C, m) for a
+        stacked (I, m, K) one. Same batched product as ``metrics.rank_candidates``."""
+        k = user_factors.shape[1]
+        stacked = table.ndim == 3
+        table = np.ascontiguousarray(table, np.float32).reshape(len(table), -1)
+        m = table.shape[1] // k
+        n, width = self.items.shape
+        out = np.empty((n, width * m, 1), np.float32)
+        for block in self.blocks(m * k):
+            rows = np.take(table, self.items[block], axis=0).reshape(-1, width * m, k)
+            np.matmul(rows, user_factors[self.users[block], :, None], out=out[block])
+        return out.reshape(n, width, m) if stacked else out.reshape(n, width)
+
+    def ranks(self, scores: np.ndarray, shift: np.ndarray | None = None, epsilon: float = 0.0):
+        """How many valid negatives score ``>=`` the test item (ties count against it), for
+        ``scores + epsilon * shift``; trailing axes of ``scores`` give separate rankings."""
+        out = np.empty((len(self.users),) + scores.shape[2:], np.int64)
+        for block in self.blocks(int(np.prod(scores.shape[2:], dtype=int))):
+            current = scores[block]
+            if shift is not None:
+                current = current + np.float32(epsilon) * shift[block]
+            beaten = current[:, 1:] >= current[:, :1]
+            if self.valid is not None:
+                beaten &= self.valid[block, 1:].reshape(beaten.shape[:2] + (1,) * (beaten.ndim - 2))
+            out[block] = beaten.sum(axis=1)
+        return out
+
+    def test_loss_weights(self, scores: np.ndarray) -> np.ndarray:
+        """``∂/∂ŷ`` of ``Σ_j -ln σ(ŷ_ut - ŷ_uj)``: ``σ(ŷ_uj - ŷ_ut)`` per negative and minus
+        their sum on the test item (column 0)."""
+        weights = np.empty_like(scores)
+        for block in self.blocks(int(np.prod(scores.shape[2:], dtype=int))):
+            part = expit(scores[block, 1:] - scores[block, :1])
+            if self.valid is not None:
+                part *= self.valid[block, 1:].reshape(part.shape[:2] + (1,) * (part.ndim - 2))
+            weights[block, 1:] = part
+            weights[block, 0] = -part.sum(axis=1)
+        return weights
+
+    def item_gradient(self, user_factors: np.ndarray, weights: np.ndarray, n_items: int):
+        """``g_i = Σ_(u,c): item i  w_uc p_u`` for (n, C[, m]) weights -> (I[, m], K): one
+        sparse product, a column per user, rows ``i * m + s`` for stacked weights."""
+        n, width = self.items.shape
+        m = weights.size // (n * width)
+        nnz = n * width * m
+        index = np.int32 if max(nnz, n_items * m) < 2**31 - 1 else np.int64
+        rows = self.items.astype(index)
+        if m > 1:
+            rows = (rows[..., None] * index(m) + np.arange(m, dtype=index)).reshape(-1)
+        matrix = sparse.csc_matrix(
+            (np.asarray(weights, np.float32).reshape(-1), rows.reshape(-1),
+             np.arange(0, nnz + 1, width * m, dtype=index)),
+            shape=(n_items * m, n),
+        )
+        gradient = np.asarray(matrix @ user_factors[self.users], np.float64)
+        return gradient.reshape(n_items, m, -1) if weights.ndim == 3 else gradient
+
+
+class _Attacker:
+    """One model's attack state: item vectors ``q_i + E c_i``, ``M = E Eᵀ``, clean candidate
+    scores and the two loss gradients, each computed once."""
+
+    def __init__(self, model, features, candidates=None, train=None, seed=0):
+        self.model, self.seed, self.train = model, int(seed), train
+        self.vectors = model.item_vectors(features)
+        self.n_items, self.k = self.vectors.shape
+        self.projection = model.feature_projection
+        self.visual = self.projection is not None
+        if self.visual:
+            projection = self.projection.astype(np.float64)
+            self.gram = projection.T @ projection
+        self.candidates = None if candidates is None else _Candidates(candidates)
+        self._cache = {}
+
+    def _cached(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    @property
+    def clean_scores(self):
+        return self._cached("scores", lambda: self._need_candidates().scores(
+            self.model.user_factors, self.vectors))
+
+    def _need_candidates(self) -> _Candidates:
+        if self.candidates is None:
+            raise ConfigurationError("this attack ranks candidates: pass `candidates`")
+        return self.candidates
+
+    def gradient(self, loss: str) -> np.ndarray:
+        """``g`` (I x K) with ``Γ_i = ∂L/∂c_i = Eᵀ g_i`` for ``loss`` = ``train`` or ``test``."""
+        if loss == "train":
+            return self._cached("g_train", self._train_gradient)
+        candidates = self._need_candidates()
+        return self._cached("g_test", lambda: candidates.item_gradient(
+            self.model.user_factors, candidates.test_loss_weights(self.clean_scores),
+            self.n_items))
+
+    def _train_gradient(self):
+        if self.train is None:
+            raise ConfigurationError("fgm_train and fgsm attack the training loss: pass `train`")
+        users, positives, negatives = training_triples(self.train, self.n_items, self.seed)
+        user_factors = self.model.user_factors.astype(np.float64)
+        vectors = self.vectors.astype(np.float64)
+        margin = np.einsum("nk,nk->n", user_factors[users], vectors[positives] - vectors[negatives])
+        weight = expit(-margin)
+        matrix = sparse.coo_matrix(
+            (np.r_[-weight, weight], (np.r_[positives, negatives], np.r_[users, users])),
+            shape=(self.n_items, len(user_factors)),
+        ).tocsr()
+        return np.asarray(matrix @ user_factors)
+
+    def latent_norms(self, a: np.ndarray) -> np.ndarray:
+        """``||Eᵀ a_i|| = √(a_iᵀ M a_i)`` along the last axis."""
+        return np.sqrt(np.maximum(np.einsum("...k,kl,...l->...", a, self.gram, a), 0.0))
+
+    def unit_weights(self, g: np.ndarray) -> np.ndarray:
+        """``a = g/||Eᵀg||`` (0 where ``Eᵀg = 0``), so ``Δ = Eᵀ a`` has unit norm."""
+        norms = self.latent_norms(g)[..., None]
+        return np.divide(g, norms, out=np.zeros_like(g), where=norms > 0)
+
+    def unit_shift(self, attack: str) -> np.ndarray:
+        """``E Δ_i`` (I x K) of a single-step attack at ``ε = 1``."""
+        return self._cached(("shift", attack), lambda: self._unit_shift(attack))
+
+    def _unit_shift(self, attack):
+        if attack in ("fgm_train", "fgm_test"):
+            g = self.gradient("train" if attack == "fgm_train" else "test")
+            return (self.unit_weights(g) @ self.gram).astype(np.float32)
+        shift = np.zeros((self.n_items, self.k), np.float32)
+        for start, delta in self.unit_perturbations(attack):
+            shift[start : start + len(delta)] = delta @ self.projection
+        return shift
+
+    def unit_scores(self, attacks: list[str]) -> np.ndarray:
+        """``p_u · E Δ_i`` at ``ε = 1`` for every candidate, (n, C, len(attacks)), from one
+        pass over a stacked (I, m, K) table; slices are kept for later calls."""
+        missing = [attack for attack in attacks if ("scores", attack) not in self._cache]
+        if missing:
+            table = np.stack([self.unit_shift(attack) for attack in missing], axis=1)
+            stacked = self._need_candidates().scores(self.model.user_factors, table)
+            for index, attack in enumerate(missing):
+                self._cache[("scores", attack)] = stacked[..., index : index + 1]
+        return np.concatenate([self._cache[("scores", attack)] for attack in attacks], axis=2)
+
+    def unit_perturbations(self, attack: str, stop: int | None = None):
+        """``(first item, Δ block at ε = 1)`` in D-space for ``random`` and ``fgsm``."""
+        stop = self.n_items if stop is None else stop
+        if attack == "random":
+            rng = np.random.default_rng([self.seed, 1])
+            for start in range(0, stop, _ITEM_CHUNK):
+                rows = min(_ITEM_CHUNK, self.n_items - start)
+                noise = rng.standard_normal((rows, len(self.projection)), dtype=np.float32)
+                noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+                yield start, noise
+        elif attack == "fgsm":
+            g = self.gradient("train").astype(np.float32)
+            scale = np.float32(1 / np.sqrt(len(self.projection)))
+            for start in range(0, stop, _ITEM_CHUNK):
+                yield start, np.sign(g[start : start + _ITEM_CHUNK] @ self.projection.T) * scale
+        else:
+            raise ConfigurationError(f"{attack!r} is not a D-space attack")
+
+    def pgd(self, epsilons: np.ndarray, steps: int, step_size: float | None):
+        """PGD on the test loss for every ``ε`` at once, starting at ``fgm_test``. Each step
+        ``a_i ← a_i + α g_i/||Eᵀg_i||`` (``α = step_size·ε``; ``None``: ``a_i ← ε g_i/||Eᵀg_i||``,
+        the FGM step at the current point), then ``a_i`` is scaled back to
+        ``||Eᵀa_i|| ≤ ε``. The test loss is convex in Δ, so no step lowers it.
+        Returns ``a`` (I, m, K) and the attacked scores (n, C, m)."""
+        candidates, user_factors = self._need_candidates(), self.model.user_factors
+        eps = np.asarray(epsilons, np.float64)[:, None]
+        a = eps * self.unit_weights(self.gradient("test"))[:, None, :]
+        clean = self.clean_scores[..., None]
+        scores = clean + self.unit_scores(["fgm_test"])[..., :1] * eps[:, 0].astype(np.float32)
+        for _ in range(steps):
+            g = candidates.item_gradient(
+                user_factors, candidates.test_loss_weights(scores), self.n_items
+            )
+            direction = self.unit_weights(g)
+            if step_size is None:
+                moved = direction.any(axis=-1, keepdims=True)
+                a = np.where(moved, eps * direction, a)
+            else:
+                a = a + step_size * eps * direction
+                norms = self.latent_norms(a)[..., None]
+                a *= np.minimum(1.0, np.divide(eps, norms, out=np.ones_like(norms), where=norms > 0))
+            scores = clean + candidates.scores(user_factors, (a @ self.gram).astype(np.float32))
+        return a, scores
+
+
+def latent_shift(
+    model: FactorModel,
+    attack: str,
+    epsilon: float,
+    *,
+    features: np.ndarray | None,
+    train: pd.DataFrame | None = None,
+    candidates: pd.DataFrame | None = None,
+    seed: int = 0,
+    steps: int = 3,
+    step_size: float | None = None,
+) -> np.ndarray:
+    """The change ``E Δ_i`` of every item vector (I x K) under ``attack`` at ``ε``
+    (``ŷ'_ui = p_u·(q_i + E c_i + E Δ_i)``, eq. 5). ``fgm_train``/``fgsm`` need ``train``,
+    ``fgm_test``/``pgd`` need ``candidates``; ``certified`` has no single Δ (it is per user)."""
+    _check_attacks([attack], [epsilon], steps, step_size)
+    if attack == "certified":
+        raise ConfigurationError("certified is a per-user bound: use certified_ranks()")
+    attacker = _Attacker(model, features, candidates, train, seed)
+    if not attacker.visual:
+        return np.zeros_like(attacker.vectors)
+    if attack == "pgd":
+        a, _ = attacker.pgd(np.array([epsilon]), steps, step_size)
+        return (a[:, 0] @ attacker.gram).astype(np.float32)
+    return attacker.unit_shift(attack) * np.float32(epsilon)
+
+
+def perturbation(
+    model: FactorModel,
+    attack: str,
+    epsilon: float,
+    items: Sequence[int],
+    *,
+    features: np.ndarray | None,
+    train: pd.DataFrame | None = None,
+    candidates: pd.DataFrame | None = None,
+    seed: int = 0,
+    steps: int = 3,
+    step_size: float | None = None,
+) -> np.ndarray:
+    """``Δ_i`` (len(items) x D) on the scaled features ``c_i`` for a few ``items``; for
+    inspection (e.g. Figure 1), evaluation never materialises Δ. Same arguments as
+    :func:`latent_shift`, whose rows equal ``Δ_i Eᵀ``."""
+    _check_attacks([attack], [epsilon], steps, step_size)
+    if model.feature_projection is None or attack == "certified":
+        raise ConfigurationError(f"{attack!r} has no feature perturbation for this model")
+    attacker = _Attacker(model, features, candidates, train, seed)
+    items = np.asarray(items, np.int64)
+    projection = attacker.projection.astype(np.float64)
+    if attack in ("fgm_train", "fgm_test"):
+        g = attacker.gradient("train" if attack == "fgm_train" else "test")[items]
+        return (epsilon * attacker.unit_weights(g) @ projection.T).astype(np.float32)
+    if attack == "pgd":
+        a, _ = attacker.pgd(np.array([epsilon]), steps, step_size)
+        return (a[items, 0] @ projection.T).astype(np.float32)
+    out = np.empty((len(items), len(projection)), np.float32)
+    for start, delta in attacker.unit_perturbations(attack, stop=int(items.max(initial=-1)) + 1):
+        inside = (items >= start) & (items < start + len(delta))
+        out[inside] = epsilon * delta[items[inside] - start]
+    return out
+
+
+def certified_ranks(
+    model: FactorModel,
+    features: np.ndarray | None,
+    candidates: pd.DataFrame,
+    epsilon: float,
+) -> pd.DataFrame:
+    """Worst rank over every ``||Δ_i|| ≤ ε`` (even chosen per user): ``#{j: ŷ_uj +
+    2ε||Eᵀp_u|| ≥ ŷ_ut}``. Columns ``user_id``, ``item_id``, ``rank`` as in
+    ``metrics.rank_candidates``; no attack can rank a test item lower."""
+    _check_attacks(["certified"], [epsilon], 1, None)
+    attacker = _Attacker(model, features, candidates)
+    layout = attacker.candidates
+    ranks = _certified(attacker, np.array([epsilon]))[:, 0]
+    return pd.DataFrame({"user_id": layout.users, "item_id": layout.test_items, "rank": ranks})
+
+
+def _certified(attacker: _Attacker, epsilons: np.ndarray) -> np.ndarray:
+    layout, scores = attacker.candidates, attacker.clean_scores
+    if not attacker.visual:
+        return np.repeat(layout.ranks(scores)[:, None], len(epsilons), axis=1)
+    user_factors = attacker.model.user_factors[layout.users].astype(np.float64)
+    reach = np.linalg.norm(user_factors @ attacker.projection.T.astype(np.float64), axis=1)
+    out = np.empty((len(layout.users), len(epsilons)), np.int64)
+    for column, epsilon in enumerate(epsilons):
+        for block in layout.blocks():
+            part = scores[block].astype(np.float64)
+            part[:, 1:] += 2 * epsilon * reach[block, None]
+            beaten = part[:, 1:] >= part[:, :1]
+            if layout.valid is not None:
+                beaten &= layout.valid[block, 1:]
+            out[block, column] = beaten.sum(axis=1)
+    return out
+
+
+def evaluate_attacks(
+    model: FactorModel,
+    features: np.ndarray | None,
+    candidates: pd.DataFrame,
+    train: pd.DataFrame | None,
+    attacks: Iterable[str] = ATTACKS,
+    epsilons: Iterable[float] = (0.01, 0.05, 0.1, 0.2, 0.5),
+    cutoffs: Iterable[int] = (5, 10, 20),
+    seed: int = 0,
+    pgd_steps: int = 3,
+    pgd_step_size: float | None = None,
+    cold_items: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """HR/NDCG under each attack and ``ε`` (Table 3, Figures 4-5).
+
+    Returns ``table`` (``attack``, ``epsilon``, ``hr_at_N``, ``ndcg_at_N`` and
+    ``<metric>_drop`` = (attacked - clean)/clean, a clean row with attack ``none``, ε 0) and
+    ``per_user_ranks`` (``attack``, ``epsilon``, ``user_id``, ``clean_rank``, ``rank`` and
+    ``cold`` when ``cold_items`` is given)."""
+    attacks, epsilons, cutoffs = list(attacks), [float(e) for e in epsilons], tuple(cutoffs)
+    _check_attacks(attacks, epsilons, pgd_steps, pgd_step_size)
+    clock = _Clock()
+    attacker = _Attacker(model, features, candidates, train, seed)
+    layout, clean_scores = attacker.candidates, attacker.clean_scores
+    clean = layout.ranks(clean_scores)
+    clock.lap("clean scores")
+    grid = np.asarray(epsilons, np.float64)
+    results = {}
+    if not attacker.visual:
+        log.warning("model has no feature_projection: feature attacks are no-ops")
+        results = {attack: np.repeat(clean[:, None], len(grid), axis=1) for attack in attacks}
+    else:
+        single = [attack for attack in SINGLE_STEP if attack in attacks]
+        if "pgd" in attacks and "fgm_test" not in single:
+            single.append("fgm_test")
+        for attack in single:
+            attacker.unit_shift(attack)
+            clock.lap(f"{attack} direction")
+        shifted = attacker.unit_scores(single) if single else None
+        clock.lap("single-step scores")
+        for index, attack in enumerate(single):
+            if attack in attacks:
+                results[attack] = np.stack(
+                    [layout.ranks(clean_scores, shifted[..., index], e) for e in grid], axis=1
+                )
+        del shifted
+        clock.lap("single-step ranks")
+        if "pgd" in attacks:
+            results["pgd"] = layout.ranks(attacker.pgd(grid, pgd_steps, pgd_step_size)[1])
+            clock.lap("pgd")
+        if "certified" in attacks:
+            results["certified"] = _certified(attacker, grid)
+            clock.lap("certified")
+
+    base = summarise(clean, cutoffs)
+    rows = [{"attack": "none", "epsilon": 0.0, **base}]
+    frames = []
+    for attack in attacks:
+        for column, epsilon in enumerate(epsilons):
+            ranks = results[attack][:, column]
+            rows.append({"attack": attack, "epsilon": epsilon, **summarise(ranks, cutoffs)})
+            frame = pd.DataFrame({"user_id": layout.users, "clean_rank": clean, "rank": ranks})
+            if cold_items is not None:
+                frame["cold"] = np.asarray(cold_items, bool)[layout.test_items]
+            frames.append(frame.assign(attack=attack, epsilon=epsilon))
+    summary = pd.DataFrame(rows)
+    for metric in base:
+        summary[f"{metric}_drop"] = (
+            (summary[metric] - base[metric]) / base[metric] if base[metric] else np.nan
+        )
+    per_user = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["attack", "epsilon", "user_id", "clean_rank", "rank"]
+    )
+    order = ["attack", "epsilon", "user_id", "clean_rank", "rank"]
+    per_user = per_user[order + [c for c in per_user.columns if c not in order]]
+    return summary, per_user
+
+
+class _Clock:
+    """Logs ``"<stage>: <seconds> s"`` at INFO for each stage of :func:`evaluate_attacks`."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str):
+        now = time.perf_counter()
+        log.info("robustness %s: %.2f s", stage, now - self.last)
+        self.last = now
+
+
+def _check_attacks(attacks, epsilons, steps, step_size):
+    unknown = [attack for attack in attacks if attack not in ATTACKS]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown attacks {unknown}: choose from {ATTACKS} in the evaluation parameters"
+        )
+    if any(not (e >= 0) for e in epsilons):
+        raise ConfigurationError(f"epsilon (ε) must be >= 0, got {list(epsilons)}")
+    if int(steps) < 1 or (step_size is not None and not step_size > 0):
+        raise ConfigurationError(
+            f"pgd needs steps >= 1 and step_size > 0 (or None), got {steps}, {step_size}"
+        )

@@ -1,0 +1,244 @@
+"""ResNet-50 item features: image decoding, problem report, weights, precision and cache."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from amr_pipeline.errors import ConfigurationError, RawDataError
+from amr_pipeline.vision import resnet
+
+SIZE = 32
+COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 220, 40), (40, 40, 40)]
+REAL_EXTRACTOR = resnet.ResNet50Features
+_BUILT = {}
+
+
+def _draw(index: int, size: int = 40) -> Image.Image:
+    """A coloured disc, with stripes on odd indices, on a light background."""
+    yy, xx = np.mgrid[:size, :size + 10]
+    picture = np.full((size, size + 10, 3), 235, np.uint8)
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2
+    colour = np.array(COLOURS[index % len(COLOURS)], np.uint8)
+    if index % 2:
+        disc &= (xx // 3) % 2 == 0
+    picture[disc] = colour
+    return Image.fromarray(picture)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    for index in range(6):
+        _draw(index).save(root / f"item{index}.png")
+    return root
+
+
+def _shared(weights="imagenet", seed=0, image_size=224, precision="float32"):
+    """Build each distinct network once per test module (building dominates test time)."""
+    key = (weights, seed, image_size, precision)
+    if key not in _BUILT:
+        _BUILT[key] = REAL_EXTRACTOR(*key)
+    return _BUILT[key]
+
+
+@pytest.fixture(autouse=True)
+def shared_networks(monkeypatch):
+    monkeypatch.setattr(resnet, "ResNet50Features", _shared)
+
+
+def _items(count: int = 6, extra=()) -> pd.DataFrame:
+    names = [f"item{i}.png" for i in range(count)] + list(extra)
+    return pd.DataFrame({"item_id": np.arange(len(names)), "image": names})
+
+
+def _extract(items, folder, cache=None, **kwargs):
+    settings = {"weights": "random", "seed": 3, "image_size": SIZE, "batch_size": 4}
+    return resnet.extract_item_features(items, folder, cache, **{**settings, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "mode", ["P", "L", "1", "RGBA", "LA", "CMYK", "I;16", "I", "F", "RGB"]
+)
+@pytest.mark.parametrize("shape", [(3, 2), (50, 20), (20, 50), (32, 32)])
+def test_load_image_any_mode_and_size_gives_rgb_square(tmp_path, mode, shape):
+    image = Image.new("RGB", shape, (200, 120, 40))
+    if mode.startswith("I") or mode == "F":
+        image = Image.fromarray(np.full(shape[::-1], 40000, np.uint16)).convert(mode)
+    elif mode in ("P", "1"):
+        image = image.convert(mode, dither=Image.Dither.NONE, palette=Image.Palette.ADAPTIVE)
+    elif mode != "RGB":
+        image = image.convert(mode)
+    path = tmp_path / ("img.tiff" if mode in ("CMYK", "I;16", "I", "F") else "img.png")
+    image.save(path)
+    array = resnet.load_image(path, SIZE)
+    assert array.shape == (SIZE, SIZE, 3) and array.dtype == np.uint8
+    assert array.std(axis=(0, 1)).max() < 1.0, "a flat image stays flat"
+
+
+def test_load_image_converts_values():
+    sixteen_bit = Image.fromarray(np.full((8, 8), 65535, np.uint16))
+    assert sixteen_bit.mode.startswith("I")
+    transparent = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    palette = Image.new("RGB", (8, 8), (0, 0, 255)).convert("P")
+    for image, expected in [(sixteen_bit, 255), (transparent, 255)]:
+        path = f"/tmp/amr-load-{id(image)}.png"
+        image.save(path)
+        assert (resnet.load_image(path, SIZE) == expected).all()
+    palette.save("/tmp/amr-load-palette.png")
+    assert resnet.load_image("/tmp/amr-load-palette.png", SIZE)[0, 0].tolist() == [0, 0, 255]
+
+
+def test_centre_crop_keeps_the_middle(tmp_path):
+    picture = np.zeros((40, 120, 3), np.uint8)
+    picture[:, 38:82] = 255
+    Image.fromarray(picture).save(tmp_path / "wide.png")
+    array = resnet.load_image(tmp_path / "wide.png", SIZE)
+    assert array.min() == 255, "the centre 40 x 40 square, resized to 32 x 32"
+
+
+def test_features_are_finite_2048_float32_and_equal_keras_predict(folder):
+    features, problems = _extract(_items(), folder)
+    assert problems.empty
+    assert features.item_ids.tolist() == list(range(6))
+    assert features.features.shape == (6, 2048) and features.features.dtype == np.float32
+    assert np.isfinite(features.features).all()
+    model = _shared("random", 3, SIZE).model
+    pixels = np.stack([resnet.load_image(folder / f"item{i}.png", SIZE) for i in range(6)])
+    expected = model.predict(resnet.keras_resnet50.preprocess_input(pixels.astype("float32")),
+                             verbose=0)
+    np.testing.assert_allclose(features.features, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_random_weights_keep_visual_information(tmp_path):
+    for index, colour in enumerate(COLOURS):
+        Image.new("RGB", (64, 64), colour).save(tmp_path / f"solid{index}.png")
+        _draw(2 * index + 1, 64).save(tmp_path / f"striped{index}.png")
+    names = [f"solid{i}.png" for i in range(5)] + [f"striped{i}.png" for i in range(5)]
+    items = pd.DataFrame({"item_id": np.arange(10), "image": names})
+    features = _extract(items, tmp_path, image_size=64)[0].features
+    assert np.isfinite(features).all()
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    distance = np.linalg.norm(unit[:, None] - unit[None], axis=-1)
+    assert distance[~np.eye(10, dtype=bool)].min() > 0.05, "different images, different features"
+
+
+def test_same_seed_same_weights_other_seed_differs():
+    first = _shared("random", 3, SIZE).model.get_weights()
+    again = resnet.build_resnet50("random", 3, SIZE).get_weights()
+    other = resnet.build_resnet50("random", 4, SIZE).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_local_weights_file_reproduces_its_model(folder, tmp_path):
+    path = tmp_path / "resnet.weights.h5"
+    _shared("random", 3, SIZE).model.save_weights(path)
+    from_file = _extract(_items(3), folder, weights=str(path))[0].features
+    from_seed = _extract(_items(3), folder)[0].features
+    np.testing.assert_array_equal(from_file, from_seed)
+
+
+def test_bad_weights_raise_configuration_error(tmp_path, monkeypatch):
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        resnet.build_resnet50(str(tmp_path / "absent.h5"))
+    (tmp_path / "junk.weights.h5").write_bytes(b"junk")
+    with pytest.raises(ConfigurationError, match="weights file"):
+        resnet.build_resnet50(str(tmp_path / "junk.weights.h5"), image_size=SIZE)
+
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(resnet.keras_resnet50, "ResNet50", offline)
+    with pytest.raises(ConfigurationError, match="local file"):
+        resnet.build_resnet50("imagenet", image_size=SIZE)
+
+
+def test_bfloat16_agrees_with_float32(folder):
+    full = _extract(_items(), folder)[0].features
+    half = _extract(_items(), folder, precision="bfloat16")[0].features
+    cosine = (full * half).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(half, axis=1)
+    assert cosine.min() >= 0.999
+
+
+def test_missing_and_corrupt_images_are_reported_together(folder, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "ok.png").write_bytes((folder / "item0.png").read_bytes())
+    truncated = (folder / "item1.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(truncated[: len(truncated) // 2])
+    items = pd.DataFrame({"item_id": [0, 1, 2, 3, 4],
+                          "image": ["ok.png", "broken.jpg", "gone.jpg", "cut.png", None]})
+    with pytest.raises(RawDataError) as raised:
+        _extract(items, tmp_path)
+    message = str(raised.value)
+    for text in ["4 of 5", "item 1: broken.jpg", "item 2: gone.jpg (missing file)",
+                 "item 3: cut.png", "on_missing_image: drop"]:
+        assert text in message
+    features, problems = _extract(items, tmp_path, on_missing_image="drop")
+    assert features.item_ids.tolist() == [0] and features.features.shape == (1, 2048)
+    assert problems["item_id"].tolist() == [1, 2, 3, 4]
+    assert problems["reason"].str.startswith("unreadable").tolist() == [True, False, True, False]
+
+
+def test_invalid_parameters_raise_configuration_error(folder):
+    for bad in [{"on_missing_image": "skip"}, {"precision": "float16"}, {"image_size": 16}]:
+        with pytest.raises(ConfigurationError):
+            _extract(_items(1), folder, **bad)
+
+
+class _Counting:
+    """Stands in for ResNet50Features: counts builds and images, can simulate an interrupt."""
+
+    builds = 0
+    images = 0
+    stop_after = None
+
+    def __init__(self, *args):
+        type(self).builds += 1
+        self._network = _shared(*args)
+
+    def __call__(self, images):
+        if type(self).stop_after is not None and type(self).images >= type(self).stop_after:
+            raise KeyboardInterrupt
+        type(self).images += len(images)
+        return self._network(images)
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    for name, value in {"builds": 0, "images": 0, "stop_after": None}.items():
+        monkeypatch.setattr(_Counting, name, value)
+    monkeypatch.setattr(resnet, "ResNet50Features", _Counting)
+    return _Counting
+
+
+def test_cache_makes_a_rerun_compute_nothing_and_resumes_interrupted_runs(
+    folder, tmp_path, counting
+):
+    cache = resnet.FeatureCache(tmp_path / "cache")
+    counting.stop_after = 4
+    with pytest.raises(KeyboardInterrupt):
+        _extract(_items(), folder, cache, shard_size=4)
+    assert len(cache) == 4
+    counting.stop_after, counting.images = None, 0
+    first = _extract(_items(), folder, cache)[0]
+    assert counting.images == 2, "only the two images the interrupted run did not reach"
+    counting.builds = 0
+    again = _extract(_items(), folder, cache)[0]
+    assert counting.builds == 0 and counting.images == 2
+    np.testing.assert_array_equal(first.features, again.features)
+    fresh = _extract(_items(), folder)[0]
+    np.testing.assert_allclose(first.features, fresh.features, rtol=1e-5, atol=1e-5)
+
+
+def test_cache_key_follows_file_and_settings(folder, tmp_path, counting):
+    cache = resnet.FeatureCache(tmp_path / "cache")
+    image = tmp_path / "item0.png"
+    image.write_bytes((folder / "item0.png").read_bytes())
+    _extract(_items(1), tmp_path, cache)
+    _extract(_items(1), tmp_path, cache)
+    assert counting.builds == 1
+    _extract(_items(1), tmp_path, cache, precision="bfloat16")
+    _draw(1).save(image)
+    _extract(_items(1), tmp_path, cache)
+    assert counting.builds == 3 and len(cache) == 3
