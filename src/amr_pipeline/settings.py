@@ -9,4 +9,9 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
 }
+
+from amr_pipeline.hooks import MlflowRunHooks  # noqa: E402
+
+HOOKS = (MlflowRunHooks(),)

@@ -65,7 +65,7 @@ def test_pipeline_writes_the_split_and_candidates(outputs):
 
 
 def test_demo_has_about_half_cold_test_items(outputs):
-    share = outputs["data_metrics"]["data.test_cold_share"]["value"]
+    share = outputs["data_metrics"]["test_cold_share"]["value"]
     assert 0.3 < share < 0.7
 
 

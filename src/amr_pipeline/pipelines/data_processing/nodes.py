@@ -79,7 +79,7 @@ def split(
         "n_validation": len(validation),
         "n_test": len(test),
     }
-    metrics = {f"data.{key}": {"value": float(value), "step": 0}
+    metrics = {key: {"value": float(value), "step": 0}
                for key, value in {**counts, **shares}.items()}
     return train, validation, test, marked, metrics
 

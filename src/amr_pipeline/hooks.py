@@ -1,0 +1,113 @@
+"""Project hooks: MLflow run tags, and a run that survives an unwritable tracking store.
+
+kedro-mlflow opens one MLflow run per ``kedro run``. These hooks tag it with the dataset (the
+environment's ``globals.dataset``), the pipeline and the git commit. If the tracking store
+cannot be written, they say so once, switch MLflow logging off for this run, and let every
+node still write its outputs to ``data/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+MLFLOW_PLUGIN = "kedro-mlflow"
+
+
+class MlflowRunHooks:
+    """Tags the MLflow run; disables tracking cleanly when its store is unwritable."""
+
+    def __init__(self) -> None:
+        self._tags: dict[str, str] = {}
+        self._tracking_ok = True
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context) -> None:
+        settings = _mlflow_settings(context)
+        uri = settings.get("server", {}).get("mlflow_tracking_uri") or "sqlite:///mlflow.db"
+        problem = tracking_store_problem(uri, Path(context.project_path))
+        self._tags = {
+            "dataset": str(_globals(context).get("dataset", context.env or "")),
+            "environment": str(context.env or "local"),
+            "git_commit": _git_commit(Path(context.project_path)),
+        }
+        if problem:
+            self._tracking_ok = False
+            logger.error(
+                "MLflow tracking store %s cannot be written (%s): this run is NOT tracked in "
+                "MLflow. Models and reports are still written to data/. Fix the path or "
+                "permissions of mlflow_tracking_uri in conf/base/mlflow.yml.",
+                uri, problem,
+            )
+            manager = context._hook_manager
+            for name, plugin in list(manager.list_name_plugin()):
+                if type(plugin).__module__.startswith("kedro_mlflow"):
+                    manager.unregister(plugin=plugin)
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        if not self._tracking_ok:
+            for name in pipeline.datasets():
+                dataset = catalog.get(name)
+                if type(dataset).__name__.startswith("Mlflow"):
+                    dataset._logging_activated = False
+            return
+        if mlflow.active_run() is not None:
+            pipelines = run_params.get("pipeline_names") or run_params.get("pipeline_name")
+            if isinstance(pipelines, (list, tuple)):
+                pipelines = "+".join(pipelines)
+            mlflow.set_tags({**self._tags, "pipeline": pipelines or "__default__"})
+
+
+def tracking_store_problem(uri: str, project_path: Path) -> str | None:
+    """Why the tracking store at ``uri`` cannot be written, or None when it can."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    location = uri.split("sqlite:///", 1)[-1]
+    path = Path(location) if Path(location).is_absolute() else project_path / location
+    if not path.parent.is_dir():
+        return f"folder {path.parent} does not exist"
+    try:
+        connection = sqlite3.connect(path, timeout=5)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        return str(error)
+    return None
+
+
+def _mlflow_settings(context) -> dict:
+    try:
+        return dict(context.config_loader["mlflow"])
+    except Exception:  # noqa: BLE001 - missing mlflow.yml means kedro-mlflow defaults
+        return {}
+
+
+def _globals(context) -> dict:
+    try:
+        return dict(context.config_loader["globals"])
+    except Exception:  # noqa: BLE001 - an environment without globals
+        return {}
+
+
+def _git_commit(project_path: Path) -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_path, capture_output=True, text=True,
+            timeout=5, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip()
