@@ -39,6 +39,10 @@ COLOURS = {
     "blue": (40, 70, 200),
     "purple": (130, 50, 170),
     "pink": (235, 120, 180),
+    "brown": (120, 70, 30),
+    "black": (30, 30, 30),
+    "lime": (160, 220, 40),
+    "navy": (20, 30, 110),
 }
 SHAPES = ("circle", "square", "triangle", "cross")
 PATTERNS = ("plain", "stripes", "dots")
@@ -56,7 +60,10 @@ class DemoSettings:
     mean_extra_pins: float = 2.5
     max_pins: int = 40
     n_communities: int = 12
-    visual_weight: float = 2.5
+    colour_concentration: float = 0.15
+    shape_loyalty: float = 0.85
+    pattern_loyalty: float = 0.75
+    visual_weight: float = 3.5
     community_weight: float = 1.5
     popularity_exponent: float = 1.0
     zipf_exponent: float = 1.1
@@ -69,7 +76,7 @@ def synthesize(output: Path, settings: DemoSettings = DemoSettings()) -> dict[st
     """Write the four dump files and ``images/`` under ``output``; return counts."""
     rng = np.random.default_rng(settings.seed)
     n_colours, n_shapes, n_patterns = len(COLOURS), len(SHAPES), len(PATTERNS)
-    colour_taste = rng.dirichlet(np.full(n_colours, 0.3), settings.n_boards)
+    colour_taste = rng.dirichlet(np.full(n_colours, settings.colour_concentration), settings.n_boards)
     favourite_shape = rng.integers(0, n_shapes, settings.n_boards)
     favourite_pattern = rng.integers(0, n_patterns, settings.n_boards)
     board_community = rng.integers(0, settings.n_communities, settings.n_boards)
@@ -101,9 +108,13 @@ def synthesize(output: Path, settings: DemoSettings = DemoSettings()) -> dict[st
         for _ in range(n_own):
             chosen.append(len(colour))
             colour.append(rng.choice(n_colours, p=colour_taste[board]))
-            shape.append(favourite_shape[board] if rng.random() < 0.7 else rng.integers(n_shapes))
+            shape.append(
+                favourite_shape[board] if rng.random() < settings.shape_loyalty
+                else rng.integers(n_shapes)
+            )
             pattern.append(
-                favourite_pattern[board] if rng.random() < 0.6 else rng.integers(n_patterns)
+                favourite_pattern[board] if rng.random() < settings.pattern_loyalty
+                else rng.integers(n_patterns)
             )
         board_images.append(np.array(chosen, dtype=np.int64))
 
