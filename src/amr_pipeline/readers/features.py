@@ -29,7 +29,7 @@ REPORT_LIMIT = 20
 
 
 class ItemFeatures(NamedTuple):
-    """Visual features of items: row ``r`` of ``features`` (float32, n x D) is item ``item_ids[r]``."""
+    """Visual features: row ``r`` of ``features`` (float32, n x D) belongs to ``item_ids[r]``."""
 
     item_ids: np.ndarray
     features: np.ndarray
@@ -58,7 +58,7 @@ def format_problems(lines: list[str], limit: int = REPORT_LIMIT) -> str:
 
 
 def read_mcauley_features(path: str | Path, dimension: int = 4096) -> RawFeatures:
-    """Memory-map McAuley's ``image_features_<Category>.b`` (asin + ``dimension`` float32 records)."""
+    """Memory-map McAuley's ``image_features_<Category>.b`` (records: asin + float32 vector)."""
     path = Path(path)
     if int(dimension) <= 0:
         raise ConfigurationError(f"dimension must be a positive integer, got {dimension!r}.")

@@ -1,0 +1,128 @@
+"""Images per second of the ResNet-50 item feature extractor against plain ``model.predict``.
+
+Writes ``--images`` synthetic 224 x 224 JPEGs (smooth colour fields with shapes) to a temporary
+folder, then times, on the same images and weights:
+
+- the project's extractor (``extract_item_features``: parallel decode + folded-BN graph), in
+  each ``--precisions`` mode (the first is the default mode), network built beforehand;
+- the baseline: decode one by one with the same ``load_image``, then fp32
+  ``model.predict(batch_size=32)`` of the Keras model (also shown without the decoding).
+
+Each is timed in every one of ``--rounds`` interleaved rounds (the machine may be shared) and
+the best round is reported, with CPU milliseconds per image. Features are compared per item
+(max absolute difference, min/mean cosine similarity).
+
+    python benchmarks/feature_extraction.py --images 256
+    python benchmarks/feature_extraction.py --weights path/to/resnet50_..._notop.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFilter
+
+from amr_pipeline.vision import resnet
+
+
+def write_images(folder: Path, count: int, size: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    names = []
+    for index in range(count):
+        field = rng.uniform(0, 255, (8, 8, 3)).astype(np.uint8)
+        image = Image.fromarray(field).resize((size, size), Image.Resampling.BICUBIC)
+        draw = ImageDraw.Draw(image)
+        for _ in range(3):
+            box = sorted(rng.integers(0, size, 2)), sorted(rng.integers(0, size, 2))
+            shape = [box[0][0], box[1][0], box[0][1] + 8, box[1][1] + 8]
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(shape, fill=colour)
+        image = image.filter(ImageFilter.GaussianBlur(1))
+        name = f"item{index:05d}.jpg"
+        image.save(folder / name, quality=90)
+        names.append(name)
+    return names
+
+
+def compare(features: np.ndarray, reference: np.ndarray) -> str:
+    cosine = (features * reference).sum(1) / (
+        np.linalg.norm(features, axis=1) * np.linalg.norm(reference, axis=1)
+    )
+    return (f"max |diff| {np.abs(features - reference).max():.3g} "
+            f"(max |feature| {np.abs(reference).max():.3g}), "
+            f"cosine min {cosine.min():.6f} mean {cosine.mean():.6f}")
+
+
+def main() -> None:
+    defaults = inspect.signature(resnet.extract_item_features).parameters
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--weights", default="random", help="imagenet, random or a weights file")
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"].default)
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
+                        choices=list(resnet.PRECISIONS))
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    size = args.image_size
+    print(f"{args.images} images of {size}x{size}, weights={args.weights}, "
+          f"batch size {args.batch_size}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    real_extractor = resnet.ResNet50Features
+    networks = {p: real_extractor(args.weights, 0, size, p) for p in args.precisions}
+    model = networks[args.precisions[0]].model
+    speeds = {name: [] for name in ["decode + predict", "predict only", *args.precisions]}
+    cpu_ms = {name: [] for name in speeds}
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        names = write_images(folder, args.images, size, seed=0)
+        items = pd.DataFrame({"item_id": np.arange(len(names)), "image": names})
+        model.predict(np.zeros((2, size, size, 3), np.float32), verbose=0)
+        features = {}
+        for _ in range(args.rounds):
+            start, cpu = time.perf_counter(), time.process_time()
+            pixels = np.stack([resnet.load_image(folder / name, size) for name in names])
+            decoded = time.perf_counter()
+            inputs = resnet.keras_resnet50.preprocess_input(pixels.astype(np.float32))
+            reference = model.predict(inputs, batch_size=32, verbose=0)
+            finished = time.perf_counter()
+            speeds["decode + predict"].append(args.images / (finished - start))
+            speeds["predict only"].append(args.images / (finished - decoded))
+            cpu_ms["decode + predict"].append((time.process_time() - cpu) / args.images * 1e3)
+            for precision, network in networks.items():
+                resnet.ResNet50Features = lambda *_, network=network: network
+                settings = dict(weights=args.weights, seed=0, image_size=size,
+                                batch_size=args.batch_size, precision=precision)
+                resnet.extract_item_features(items.head(args.batch_size), folder, **settings)
+                start, cpu = time.perf_counter(), time.process_time()
+                features[precision] = resnet.extract_item_features(items, folder, **settings)[0]
+                speeds[precision].append(args.images / (time.perf_counter() - start))
+                cpu_ms[precision].append((time.process_time() - cpu) / args.images * 1e3)
+        resnet.ResNet50Features = real_extractor
+
+    print(f"images/s, best of {args.rounds} interleaved rounds [all rounds]; CPU ms per image "
+          f"(all threads, lower is better; robust to other load); load average now "
+          f"{os.getloadavg()[0]:.1f}")
+    baseline = max(speeds["decode + predict"])
+    for name in ["decode + predict", "predict only"]:
+        cpu = f"  CPU {min(cpu_ms[name]):.0f} ms/img" if cpu_ms[name] else ""
+        print(f"{'baseline fp32 model.predict, ' + name:46s} {max(speeds[name]):6.1f} "
+              f"{[round(v, 1) for v in speeds[name]]}{cpu}")
+    for index, precision in enumerate(args.precisions):
+        label = f"extractor {precision}" + (" (default mode)" if index == 0 else "")
+        best = max(speeds[precision])
+        print(f"{label:46s} {best:6.1f} {[round(v, 1) for v in speeds[precision]]}  "
+              f"CPU {min(cpu_ms[precision]):.0f} ms/img  x{best / baseline:.2f}\n"
+              f"{'':46s} vs baseline: {compare(features[precision].features, reference)}")
+
+
+if __name__ == "__main__":
+    main()
