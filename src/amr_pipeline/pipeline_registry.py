@@ -2,9 +2,10 @@
 
 - ``data_processing``: raw dump -> split and candidates.
 - ``features``: item images -> ResNet-50 features.
-- ``amr``: what AMR needs (data, features, MF-BPR -> VBPR -> AMR) and its evaluation.
+- ``amr``: what AMR needs (data, features, MF-BPR -> VBPR -> AMR), its evaluation and the
+  robustness report (Table 3, Figures 4-5).
 - ``baselines``: POP, MF-eALS, MF-BPR and DUIF with their evaluation.
-- ``__default__``: everything.
+- ``__default__``: everything, with Table 2, Figure 3 and Figure 1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from amr_pipeline.pipelines import data_processing, features
-from amr_pipeline.pipelines.evaluation import evaluation_pipeline
+from amr_pipeline.pipelines import reporting
+from amr_pipeline.pipelines.evaluation import evaluation_pipeline, robustness_pipeline
 from amr_pipeline.pipelines.training import bpr_model_pipeline, closed_form_pipeline
 
 
@@ -36,6 +38,9 @@ def register_pipelines() -> dict[str, Pipeline]:
             initial_tables=("user_factors", "item_factors"),
         )
         + _trained_and_evaluated("amr", visual=True, initialise_from="vbpr")
+        + robustness_pipeline("vbpr")
+        + robustness_pipeline("amr")
+        + reporting.robustness_report_pipeline()
     )
     baselines = (
         data
@@ -53,5 +58,11 @@ def register_pipelines() -> dict[str, Pipeline]:
         "features": data + feature,
         "amr": amr,
         "baselines": baselines,
-        "__default__": amr + baselines,
+        "__default__": (
+            amr
+            + baselines
+            + reporting.performance_pipeline()
+            + reporting.generalisation_pipeline()
+            + reporting.pixel_attack_pipeline()
+        ),
     }

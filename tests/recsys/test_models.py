@@ -1,5 +1,6 @@
 """Factor tables, scoring, POP and the parquet-ready frame format."""
 
+import os
 import subprocess
 import sys
 
@@ -60,7 +61,9 @@ def test_frames_round_trip_exactly():
     frames = model.to_frames()
     assert list(frames["user_factors"].columns) == ["user_id", "f0", "f1", "f2"]
     assert list(frames["item_factors"].columns) == ["item_id", "f0", "f1", "f2"]
-    assert list(frames["feature_projection"].columns) == ["feature", "f0", "f1", "f2", "feature_scale"]
+    assert list(frames["feature_projection"].columns) == [
+        "feature", "f0", "f1", "f2", "feature_scale"
+    ]
     assert frames["user_factors"]["f0"].dtype == np.float32
     assert len(frames["feature_projection"]) == 5
     shuffled = {name: frame.sample(frac=1.0, random_state=0) for name, frame in frames.items()}
@@ -82,7 +85,9 @@ def test_frames_without_projection_round_trip():
 
 def test_bad_frames_are_rejected():
     with pytest.raises(ConfigurationError, match="user_id"):
-        FactorModel.from_frames(pd.DataFrame({"f0": [1.0]}), pd.DataFrame({"item_id": [0], "f0": [1.0]}))
+        FactorModel.from_frames(
+            pd.DataFrame({"f0": [1.0]}), pd.DataFrame({"item_id": [0], "f0": [1.0]})
+        )
     with pytest.raises(ConfigurationError, match="K columns"):
         FactorModel(np.ones((2, 2)), np.ones((3, 3)))
 
@@ -107,11 +112,13 @@ d = {str(tmp_path)!r}
 frames = {{n: pd.read_parquet(f"{{d}}/{{n}}.parquet")
           for n in ("user_factors", "item_factors", "feature_projection")}}
 model = FactorModel.from_frames(**frames)
-ranks = rank_candidates(model, np.load(f"{{d}}/features.npy"), pd.read_parquet(f"{{d}}/candidates.parquet"))
+features = np.load(f"{{d}}/features.npy")
+ranks = rank_candidates(model, features, pd.read_parquet(f"{{d}}/candidates.parquet"))
 assert (ranks["rank"].to_numpy() == np.load(f"{{d}}/expected.npy")).all()
 assert "tensorflow" not in sys.modules
 """
-    subprocess.run([sys.executable, "-c", script], check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env)
 
 
 def test_popularity_ranks_by_training_count():

@@ -24,7 +24,8 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _reference(model, features, model_kind, adversarial_weight=0.0, epsilon=0.0):
+def _reference(model, features, model_kind, adversarial_weight=0.0, epsilon=0.0,
+               item_vector_penalty=False):
     """Loss and gradients of eq. 7 for the batch, one triple at a time, in float64."""
     p_all = model.user_factors.astype(np.float64)
     q_all = model.item_factors.astype(np.float64)
@@ -62,13 +63,17 @@ def _reference(model, features, model_kind, adversarial_weight=0.0, epsilon=0.0)
             g_q[j] -= slope * p
             g_e += slope * np.outer(inputs[i] - inputs[j], p)
         g_p[u] += 2 * beta_user * p
-        g_q[i] += 2 * beta_item * q_all[i]
-        g_q[j] += 2 * beta_item * q_all[j]
+        for item in (i, j):
+            if item_vector_penalty:  # β ||q_i + E c_i||²
+                g_q[item] += 2 * beta_item * vectors[item]
+                g_e += 2 * beta_item * np.outer(c[item], vectors[item])
+            else:
+                g_q[item] += 2 * beta_item * q_all[item]
     g_e += 2 * beta_projection * projection
     return loss, g_p, g_q, g_e
 
 
-def _batch_trainer(model_kind, adversary=None, epsilon=0.0, weight=1.0):
+def _batch_trainer(model_kind, adversary=None, epsilon=0.0, weight=1.0, item_vector_penalty=False):
     train, features = random_data(N_USERS, N_ITEMS)
     config = TrainConfig.from_params(
         {
@@ -78,6 +83,7 @@ def _batch_trainer(model_kind, adversary=None, epsilon=0.0, weight=1.0):
             "adversary": adversary,
             "epsilon": epsilon,
             "adversarial_weight": weight,
+            "regularize_item_vector": item_vector_penalty,
         }
     )
     trainer = BPRTrainer(config, train, N_USERS, N_ITEMS, features)
@@ -103,6 +109,15 @@ def test_bpr_gradients_match_closed_form(model_kind):
         assert "item_factors" not in got
     if model_kind != "mf_bpr":
         np.testing.assert_allclose(got["feature_projection"], g_e, rtol=1e-4, atol=1e-5)
+
+
+def test_item_vector_penalty_gradients_match_closed_form():
+    trainer, features = _batch_trainer("vbpr", item_vector_penalty=True)
+    got = trainer.batch_gradients(USERS, POSITIVES, NEGATIVES)
+    _, g_p, g_q, g_e = _reference(trainer.model(), features, "vbpr", item_vector_penalty=True)
+    np.testing.assert_allclose(got["user_factors"], g_p, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["item_factors"], g_q, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["feature_projection"], g_e, rtol=1e-4, atol=1e-5)
 
 
 def test_amr_gradients_match_closed_form_with_fixed_perturbation():
@@ -176,10 +191,12 @@ def test_same_seed_gives_same_weights_and_fused_epoch_matches_stepwise():
     users, positives, negatives = stepwise.sampler.epoch(config.seed, 1)
     for batch, start in enumerate(range(0, len(users), 16)):
         part = slice(start, start + 16)
+        items = stepwise._batch_items(
+            tf.constant(positives[part], tf.int32), tf.constant(negatives[part], tf.int32)
+        )
         stepwise._step(
             tf.constant(users[part], tf.int32),
-            tf.constant(positives[part], tf.int32),
-            tf.constant(negatives[part], tf.int32),
+            items,
             tf.constant([config.seed * 1_000_003 + 1, batch], tf.int64),
         )
     _assert_same_model(fused.model(), stepwise.model(), atol=1e-6)
@@ -213,7 +230,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         float(np.abs(features).max()),
     )
     params = {"model": "amr", "n_factors": 8, "epochs": 4, "batch_size": 32, "adversary": "random",
-              "learning_rate": 0.05}
+              "learning_rate": 0.05, "checkpoint_every": 1}
     kwargs = dict(params=params, features=features, initial=initial,
                   validation_candidates=candidates, progress=False)
     straight = train_bpr(train, 40, 200, **kwargs)

@@ -58,11 +58,11 @@ class GradientAdversary(Adversary):
         no D-sized row is formed. The stop-gradient on one factor of the Gram matrix keeps Δ
         fixed while ``E`` still receives ``Δ_i``'s gradient."""
         a = tf.stop_gradient(gradient_factors)
-        fixed = tf.stop_gradient(projection)
-        gram = tf.matmul(fixed, fixed, transpose_b=True)
+        product = tf.matmul(tf.stop_gradient(projection), projection, transpose_b=True)
+        gram = tf.stop_gradient(product)
         norm = tf.sqrt(tf.maximum(tf.reduce_sum(tf.matmul(a, gram) * a, 1, keepdims=True), 0.0))
         weights = tf.math.divide_no_nan(self.epsilon * a, norm)
-        return tf.matmul(weights, tf.matmul(fixed, projection, transpose_b=True))
+        return tf.matmul(weights, product)
 
 
 class SignAdversary(Adversary):
@@ -81,7 +81,8 @@ class RandomAdversary(Adversary):
 
     def perturbation(self, gradient_factors, projection, seed=(0, 0)):
         shape = tf.stack([tf.shape(gradient_factors)[0], tf.shape(projection)[1]])
-        noise = tf.random.stateless_normal(shape, seed=tf.cast(seed, tf.int64), dtype=projection.dtype)
+        seed = tf.cast(seed, tf.int64)
+        noise = tf.random.stateless_normal(shape, seed=seed, dtype=projection.dtype)
         return tf.math.divide_no_nan(self.epsilon * noise, tf.norm(noise, axis=1, keepdims=True))
 
 

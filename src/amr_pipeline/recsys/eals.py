@@ -53,7 +53,7 @@ def _loss(p, q, users, items, weights, regularization, positive_weight):
     predictions = np.einsum("nk,nk->n", p[users], q[items])
     gram = (q * weights[:, None]).T @ q
     observed = positive_weight * (1 - predictions) ** 2 - weights[items] * predictions**2
-    missing = np.einsum("uk,kl,ul->", p, gram, p)
+    missing = np.sum((p @ gram) * p)
     return float(observed.sum() + missing + regularization * ((p**2).sum() + (q**2).sum()))
 
 
@@ -79,9 +79,12 @@ def train_eals(
     """Fit MF-eALS; history rows as the BPR trainer's (``epoch`` = iteration, ``loss`` =
     :func:`eals_loss`); returns the best evaluated iteration by ``selection_metric`` on
     ``validation_candidates`` (the last one without them)."""
-    for name, value in (("n_factors", n_factors), ("iterations", iterations), ("eval_every", eval_every)):
+    counts = {"n_factors": n_factors, "iterations": iterations, "eval_every": eval_every}
+    for name, value in counts.items():
         if int(value) != value or value < (0 if name == "iterations" else 1):
-            raise ConfigurationError(f"eALS parameter {name} must be a positive integer, got {value}")
+            raise ConfigurationError(
+                f"eALS parameter {name} must be a positive integer, got {value}"
+            )
     if c0 <= 0 or alpha < 0 or regularization < 0 or positive_weight <= 0:
         raise ConfigurationError(
             "eALS needs c0 > 0, alpha >= 0, regularization >= 0 and positive_weight > 0, got "
@@ -89,53 +92,65 @@ def train_eals(
             f"positive_weight={positive_weight}"
         )
     if selection_metric not in ("hr_at_10", "ndcg_at_10"):
-        raise ConfigurationError(f"selection_metric must be hr_at_10 or ndcg_at_10, got {selection_metric!r}")
+        raise ConfigurationError(
+            f"selection_metric must be hr_at_10 or ndcg_at_10, got {selection_metric!r}"
+        )
     pairs = train[["user_id", "item_id"]].drop_duplicates()
     users = pairs["user_id"].to_numpy(np.int64)
     items = pairs["item_id"].to_numpy(np.int64)
-    if len(users) == 0 or users.max() >= n_users or items.max() >= n_items or min(users.min(), items.min()) < 0:
-        raise ConfigurationError("train must be non-empty with ids in [0, n_users) and [0, n_items)")
+    if (
+        len(users) == 0
+        or users.max() >= n_users
+        or items.max() >= n_items
+        or min(users.min(), items.min()) < 0
+    ):
+        raise ConfigurationError(
+            "train must be non-empty with ids in [0, n_users) and [0, n_items): pass the "
+            "counts from the same data_processing run"
+        )
 
     weights = missing_weights(np.bincount(items, minlength=n_items), c0, alpha)
     rng = np.random.default_rng(seed)
-    p = rng.normal(0.0, init_stddev, (n_users, n_factors))
-    q = rng.normal(0.0, init_stddev, (n_items, n_factors))
-    q[weights == 0] = 0.0
+    # factor-major copies (K x U, K x I): coordinate f of every user / item is contiguous
+    p = np.ascontiguousarray(rng.normal(0.0, init_stddev, (n_users, n_factors)).T)
+    q = np.ascontiguousarray(rng.normal(0.0, init_stddev, (n_items, n_factors)).T)
+    q[:, weights == 0] = 0.0
     active_users = np.bincount(users, minlength=n_users) > 0
     active_items = weights > 0
-    predictions = np.einsum("nk,nk->n", p[users], q[items])
+    predictions = np.einsum("kn,kn->n", p[:, users], q[:, items])
     target = positive_weight * 1.0
+    scale = positive_weight - weights[items]  # w - c_i on observed entries
 
     history, best = [], {"score": -np.inf, "epoch": 0, "model": None}
-    bar = tqdm(range(1, iterations + 1), desc="mf_eals", unit="iter", disable=not progress, leave=False)
+    bar = tqdm(
+        range(1, iterations + 1), desc="mf_eals", unit="iter", disable=not progress, leave=False
+    )
     for iteration in bar:
         began = time.perf_counter()
-        gram = (q * weights[:, None]).T @ q
+        gram = (q * weights) @ q.T  # S^q = Σ_i c_i q_i q_iᵀ
         for f in range(n_factors):
-            old = p[:, f].copy()
-            partial = predictions - old[users] * q[items, f]
-            scale = positive_weight - weights[items]
-            numer = -(p @ gram[f]) + old * gram[f, f]
-            numer += np.bincount(users, (target - scale * partial) * q[items, f], n_users)
-            denom = np.bincount(users, scale * q[items, f] ** 2, n_users) + gram[f, f] + regularization
-            p[:, f] = np.where(active_users, numer / denom, old)
-            predictions = partial + p[users, f] * q[items, f]
-        gram = p.T @ p
+            old, qf = p[f].copy(), q[f][items]
+            partial = predictions - old[users] * qf
+            numer = old * gram[f, f] - gram[f] @ p
+            numer += np.bincount(users, (target - scale * partial) * qf, n_users)
+            denom = np.bincount(users, scale * qf**2, n_users) + (gram[f, f] + regularization)
+            p[f] = np.where(active_users, numer / denom, old)
+            predictions = partial + p[f][users] * qf
+        gram = p @ p.T  # S^p
         for f in range(n_factors):
-            old = q[:, f].copy()
-            partial = predictions - p[users, f] * old[items]
-            scale = positive_weight - weights[items]
-            numer = -weights * ((q @ gram[f]) - old * gram[f, f])
-            numer += np.bincount(items, (target - scale * partial) * p[users, f], n_items)
-            denom = np.bincount(items, scale * p[users, f] ** 2, n_items)
+            old, pf = q[f].copy(), p[f][users]
+            partial = predictions - pf * old[items]
+            numer = weights * (old * gram[f, f] - gram[f] @ q)
+            numer += np.bincount(items, (target - scale * partial) * pf, n_items)
+            denom = np.bincount(items, scale * pf**2, n_items)
             denom += weights * gram[f, f] + regularization
-            q[:, f] = np.where(active_items, numer / denom, old)
-            predictions = partial + p[users, f] * q[items, f]
+            q[f] = np.where(active_items, numer / denom, old)
+            predictions = partial + pf * q[f][items]
         seconds = time.perf_counter() - began
 
         if iteration % eval_every == 0 or iteration == iterations:
-            model = FactorModel(p.astype(np.float32), q.astype(np.float32))
-            loss = _loss(p, q, users, items, weights, regularization, positive_weight)
+            model = FactorModel(p.T.astype(np.float32), q.T.astype(np.float32))
+            loss = _loss(p.T, q.T, users, items, weights, regularization, positive_weight)
             record = {"epoch": iteration, "loss": loss, "hr_at_10": np.nan, "ndcg_at_10": np.nan,
                       "seconds": seconds}
             score = float(iteration)
@@ -152,6 +167,8 @@ def train_eals(
             if on_epoch_end is not None:
                 on_epoch_end(iteration, dict(record))
 
-    model = best["model"] if best["model"] is not None else FactorModel(p.astype(np.float32), q.astype(np.float32))
+    model = best["model"]
+    if model is None:
+        model = FactorModel(p.T.astype(np.float32), q.T.astype(np.float32))
     frame = pd.DataFrame(history, columns=HISTORY_COLUMNS).astype({"epoch": "int64"})
     return TrainResult(model=model, history=frame, best_epoch=int(best["epoch"]))

@@ -11,7 +11,7 @@ import pandas as pd
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys.models import FactorModel
 
-_CHUNK_ROWS = 262_144
+_CHUNK_ROWS = 65_536
 
 
 def rank_candidates(
@@ -64,8 +64,9 @@ def summarise(ranks: pd.DataFrame | np.ndarray, cutoffs: Iterable[int] = (5, 10,
     out = {}
     for cutoff in cutoffs:
         hit = rank < cutoff
-        out[f"hr_at_{cutoff}"] = float(hit.mean()) if len(rank) else float("nan")
-        out[f"ndcg_at_{cutoff}"] = float(np.where(hit, gain, 0.0).mean()) if len(rank) else float("nan")
+        empty = not len(rank)
+        out[f"hr_at_{cutoff}"] = float("nan") if empty else float(hit.mean())
+        out[f"ndcg_at_{cutoff}"] = float("nan") if empty else float(np.where(hit, gain, 0).mean())
     return out
 
 
@@ -75,7 +76,8 @@ def _uniform_ranks(user_factors, vectors, users, items):
     step = max(1, _CHUNK_ROWS // items.shape[1])
     for start in range(0, len(users), step):
         block = slice(start, start + step)
-        scores = np.matmul(vectors[items[block]], user_factors[users[block], :, None])[..., 0]
+        candidates = np.take(vectors, items[block], axis=0)
+        scores = np.matmul(candidates, user_factors[users[block], :, None])[..., 0]
         ranks[block] = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
     return ranks
 
@@ -84,7 +86,10 @@ def _ragged_ranks(user_factors, vectors, users, items, starts):
     scores = np.empty(len(users), np.float32)
     for start in range(0, len(users), _CHUNK_ROWS):
         block = slice(start, start + _CHUNK_ROWS)
-        scores[block] = np.einsum("nk,nk->n", user_factors[users[block]], vectors[items[block]])
+        scores[block] = np.einsum(
+            "nk,nk->n", np.take(user_factors, users[block], axis=0),
+            np.take(vectors, items[block], axis=0),
+        )
     group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(users)]))
     beaten = scores >= scores[starts][group]
     beaten[starts] = False

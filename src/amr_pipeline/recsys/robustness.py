@@ -5,22 +5,26 @@ Every item's scaled feature vector ``c_i`` gets a perturbation ``Δ_i`` with ``|
 
 Attacks:
 
-- ``random``: a seeded random direction per item (VBPR-rand).
+- ``random``: a seeded uniformly random direction per item (VBPR-rand).
 - ``fgm_train``: the paper's adversary (eq. 6, 11; VBPR-grad): ``Δ_i = ε Γ_i/||Γ_i||`` with
   ``Γ = ∂L'_BPR/∂Δ`` over all training pairs, one negative each, drawn once with ``seed``.
 - ``fgm_test``: the same step on the loss of the measured ranking,
   ``Σ_u Σ_j -ln σ(ŷ_ut - ŷ_uj)`` over each user's test item ``t`` and its negatives ``j``.
 - ``fgsm``: ``Δ_i = ε sign(Γ_i)/√D`` with the training-loss ``Γ`` (norm ``ε``; 0 where Γ_i = 0).
-- ``pgd``: starts at ``fgm_test`` and takes ``steps`` projected steps on the test loss.
+- ``pgd``: from ``fgm_test``, ``steps`` projected steps on the test loss of the pairs an ``ε``
+  attack can reorder.
 - ``certified``: the exact worst case, attained even by a perturbation chosen separately per
-  user: the test item loses at most ``ε||Eᵀp_u||`` and every negative gains at most as much.
+  user: the test item loses at most ``ε||Eᵀp_u||`` and every negative gains at most as much,
+  so negative ``j`` can overtake only if ``ε ≥ ε*_uj = (ŷ_ut - ŷ_uj)/(2||Eᵀp_u||)``. No attack
+  ranks a test item lower (a lower bound on HR/NDCG).
 
 Every loss gradient is ``Γ_i = Eᵀ g_i`` with ``g_i ∈ R^K`` (a sum of ``∓σ(-x) p_u`` over the
 item's occurrences), so with ``M = E Eᵀ`` (K x K) the FGM step moves item vector ``i`` by
 ``ε M g_i / √(g_iᵀ M g_i)``: gradient attacks and PGD (``Δ_i = Eᵀ a_i``,
-``||Δ_i||² = a_iᵀ M a_i``) never leave K-space. Only ``random`` and ``fgsm`` touch D-space, in
-item chunks. All single-step directions are independent of ``ε``, so their scores are
-``ŷ + ε ŷ_Δ`` from one pass over the candidates for the whole ε grid.
+``||Δ_i||² = a_iᵀ M a_i``) never leave K-space. ``random`` draws ``z ~ N(0, I_D)`` as its
+K-dimensional part in the span of ``Eᵀ`` plus the χ² norm of the rest; only ``fgsm`` works in
+D-space, in item chunks. Single-step directions do not depend on ``ε``, so one pass over the
+candidates gives ``ŷ + ε ŷ_Δ`` for the whole ε grid; Δ is never held as an I x D matrix.
 
 Models without a ``feature_projection`` (POP, MF) have nothing to attack: every attack is a
 no-op there and reports the clean numbers (a warning is logged).
@@ -62,7 +66,8 @@ class _Candidates:
     """Candidates as an (n_users x C) item matrix, test item in column 0; ragged lists are
     padded with the test item and masked out by ``valid``."""
 
-    def __init__(self, candidates: pd.DataFrame):
+    def __init__(self, candidates: pd.DataFrame, n_items: int):
+        self.n_items = int(n_items)
         for column in ("user_id", "item_id", "is_test"):
             if column not in candidates:
                 raise ConfigurationError(
@@ -73,6 +78,11 @@ class _Candidates:
         is_test = candidates["is_test"].to_numpy(bool)
         if not len(users):
             raise ConfigurationError("candidates are empty: rebuild them with data_processing")
+        if items.min() < 0 or items.max() >= self.n_items:
+            raise ConfigurationError(
+                f"candidate item ids must lie in [0, {self.n_items}): rebuild the candidates "
+                "with data_processing for this model's items"
+            )
         starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
         if (users[1:] < users[:-1]).any() or not is_test[starts].all():
             order = np.lexsort((~is_test, users))
@@ -118,16 +128,16 @@ class _Candidates:
         return out.reshape(n, width, m) if stacked else out.reshape(n, width)
 
     def ranks(self, scores: np.ndarray, shift: np.ndarray | None = None, epsilon: float = 0.0):
-        """How many valid negatives score ``>=`` the test item (ties count against it), for
-        ``scores + epsilon * shift``; trailing axes of ``scores`` give separate rankings."""
-        out = np.empty((len(self.users),) + scores.shape[2:], np.int64)
-        for block in self.blocks(int(np.prod(scores.shape[2:], dtype=int))):
+        """How many valid negatives score ``>=`` the test item (ties count against it) under
+        ``scores + ε shift``, the rule of ``metrics.rank_candidates``."""
+        out = np.empty(len(self.users), np.int64)
+        for block in self.blocks():
             current = scores[block]
             if shift is not None:
                 current = current + np.float32(epsilon) * shift[block]
             beaten = current[:, 1:] >= current[:, :1]
             if self.valid is not None:
-                beaten &= self.valid[block, 1:].reshape(beaten.shape[:2] + (1,) * (beaten.ndim - 2))
+                beaten &= self.valid[block, 1:]
             out[block] = beaten.sum(axis=1)
         return out
 
@@ -135,31 +145,100 @@ class _Candidates:
         """``∂/∂ŷ`` of ``Σ_j -ln σ(ŷ_ut - ŷ_uj)``: ``σ(ŷ_uj - ŷ_ut)`` per negative and minus
         their sum on the test item (column 0)."""
         weights = np.empty_like(scores)
-        for block in self.blocks(int(np.prod(scores.shape[2:], dtype=int))):
+        for block in self.blocks():
             part = expit(scores[block, 1:] - scores[block, :1])
             if self.valid is not None:
-                part *= self.valid[block, 1:].reshape(part.shape[:2] + (1,) * (part.ndim - 2))
+                part *= self.valid[block, 1:]
             weights[block, 1:] = part
             weights[block, 0] = -part.sum(axis=1)
         return weights
 
-    def item_gradient(self, user_factors: np.ndarray, weights: np.ndarray, n_items: int):
-        """``g_i = Σ_(u,c): item i  w_uc p_u`` for (n, C[, m]) weights -> (I[, m], K): one
-        sparse product, a column per user, rows ``i * m + s`` for stacked weights."""
-        n, width = self.items.shape
-        m = weights.size // (n * width)
-        nnz = n * width * m
-        index = np.int32 if max(nnz, n_items * m) < 2**31 - 1 else np.int64
-        rows = self.items.astype(index)
-        if m > 1:
-            rows = (rows[..., None] * index(m) + np.arange(m, dtype=index)).reshape(-1)
+    def thresholds(self, scores: np.ndarray, reach: np.ndarray, rows=None, columns=None):
+        """``ε*_uj = (ŷ_ut - ŷ_uj) / (2||Eᵀp_u||)``: the smallest ``ε`` at which an attack can
+        lift negative ``j`` to the test item (``-inf``/``inf`` where ``||Eᵀp_u|| = 0``); for
+        a block of rows, or for the ``(rows, columns)`` pairs."""
+        if rows is None:
+            gap = scores[:, :1].astype(np.float64) - scores[:, 1:]
+            reach = reach[:, None]
+        else:
+            gap = scores[rows, 0].astype(np.float64) - scores[rows, columns]
+            reach = reach[rows]
+        return np.divide(gap, 2 * reach, out=np.where(gap > 0, np.inf, -np.inf), where=reach > 0)
+
+    def certified_counts(self, scores: np.ndarray, reach: np.ndarray, epsilon: float):
+        """Per user, ``#{j: ε*_uj ≤ ε}`` (= ``#{j: ŷ_uj + 2ε||Eᵀp_u|| ≥ ŷ_ut}``)."""
+        out = np.empty(len(self.users), np.int64)
+        for block in self.blocks():
+            beaten = self.thresholds(scores[block], reach[block]) <= epsilon
+            if self.valid is not None:
+                beaten &= self.valid[block, 1:]
+            out[block] = beaten.sum(axis=1)
+        return out
+
+    @property
+    def by_item(self) -> _Pairs:
+        """Every valid negative as a pair list sorted by item (built once)."""
+        if not hasattr(self, "_by_item"):
+            n, width = self.items.shape
+            index = np.int32 if n * width < 2**31 - 1 else np.int64
+            positions = np.arange(n * width, dtype=index).reshape(n, width)[:, 1:]
+            counts = np.full(n, width - 1)
+            if self.valid is not None:
+                positions, counts = positions[self.valid[:, 1:]], self.valid[:, 1:].sum(axis=1)
+            items = self.items.reshape(-1)[positions.reshape(-1)]
+            self._by_item = _Pairs.sort(positions.reshape(-1), items, counts, self.n_items)
+        return self._by_item
+
+    def test_gradient(self, user_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """``g_t += w_u p_u`` for each user's test item ``t``."""
         matrix = sparse.csc_matrix(
-            (np.asarray(weights, np.float32).reshape(-1), rows.reshape(-1),
-             np.arange(0, nnz + 1, width * m, dtype=index)),
-            shape=(n_items * m, n),
+            (np.asarray(weights, np.float32), self.test_items, np.arange(len(weights) + 1)),
+            shape=(self.n_items, len(weights)),
         )
-        gradient = np.asarray(matrix @ user_factors[self.users], np.float64)
-        return gradient.reshape(n_items, m, -1) if weights.ndim == 3 else gradient
+        return matrix @ user_rows
+
+
+class _Pairs:
+    """``(user row, item)`` pairs sorted by item: ``positions`` in the flattened candidate
+    matrix, ``rows``, ``items`` and per-item ``indptr`` (a CSR layout over items)."""
+
+    def __init__(self, positions, rows, indptr):
+        self.positions, self.rows, self.indptr = positions, rows, indptr
+        self.items = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
+
+    @classmethod
+    def sort(cls, positions, items, counts, n_items) -> _Pairs:
+        """From a user-major list (``counts[r]`` pairs of row ``r``), by a counting sort."""
+        indptr = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        by_item = sparse.csc_matrix(
+            (positions, items, indptr), shape=(n_items, len(counts))
+        ).tocsr()
+        return cls(by_item.data, by_item.indices.astype(np.int32, copy=False), by_item.indptr)
+
+    def subset(self, keep: np.ndarray) -> _Pairs:
+        counts = np.bincount(self.items[keep], minlength=len(self.indptr) - 1)
+        return _Pairs(self.positions[keep], self.rows[keep], np.r_[0, np.cumsum(counts)])
+
+    def gradient(self, user_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """``g_i = Σ_u w_ui p_u`` (I x K): a CSR product over items."""
+        matrix = sparse.csr_matrix(
+            (np.asarray(weights, np.float32), self.rows, self.indptr),
+            shape=(len(self.indptr) - 1, len(user_rows)),
+        )
+        return matrix @ user_rows
+
+    def scores(self, user_rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """``p_u · table_i`` per pair."""
+        out = np.empty(len(self.rows), np.float32)
+        step = max(1, _GATHER_FLOATS // (4 * table.shape[1]))
+        for start in range(0, len(out), step):
+            block = slice(start, start + step)
+            np.einsum(
+                "nk,nk->n", np.take(user_rows, self.rows[block], axis=0),
+                np.take(table, self.items[block], axis=0), out=out[block],
+            )
+        return out
 
 
 class _Attacker:
@@ -175,7 +254,8 @@ class _Attacker:
         if self.visual:
             projection = self.projection.astype(np.float64)
             self.gram = projection.T @ projection
-        self.candidates = None if candidates is None else _Candidates(candidates)
+            self.gram32 = self.gram.astype(np.float32)
+        self.candidates = None if candidates is None else _Candidates(candidates, self.n_items)
         self._cache = {}
 
     def _cached(self, key, compute):
@@ -183,24 +263,32 @@ class _Attacker:
             self._cache[key] = compute()
         return self._cache[key]
 
-    @property
-    def clean_scores(self):
-        return self._cached("scores", lambda: self._need_candidates().scores(
-            self.model.user_factors, self.vectors))
-
     def _need_candidates(self) -> _Candidates:
         if self.candidates is None:
             raise ConfigurationError("this attack ranks candidates: pass `candidates`")
         return self.candidates
 
+    @property
+    def clean_scores(self) -> np.ndarray:
+        """``ŷ`` (n x C), test item in column 0."""
+        return self._cached("scores", lambda: self._need_candidates().scores(
+            self.model.user_factors, self.vectors))
+
+    @property
+    def user_rows(self) -> np.ndarray:
+        return self.model.user_factors[self._need_candidates().users]
+
+    @property
+    def reach(self) -> np.ndarray:
+        """``||Eᵀp_u||`` per candidate user: the most any ``||Δ_i|| ≤ 1`` moves ``ŷ_ui``."""
+        return self._cached("reach", lambda: np.linalg.norm(
+            self.user_rows.astype(np.float64) @ self.projection.T.astype(np.float64), axis=1))
+
     def gradient(self, loss: str) -> np.ndarray:
         """``g`` (I x K) with ``Γ_i = ∂L/∂c_i = Eᵀ g_i`` for ``loss`` = ``train`` or ``test``."""
         if loss == "train":
             return self._cached("g_train", self._train_gradient)
-        candidates = self._need_candidates()
-        return self._cached("g_test", lambda: candidates.item_gradient(
-            self.model.user_factors, candidates.test_loss_weights(self.clean_scores),
-            self.n_items))
+        return self._cached("g_test", self._test_gradient)
 
     def _train_gradient(self):
         if self.train is None:
@@ -216,13 +304,21 @@ class _Attacker:
         ).tocsr()
         return np.asarray(matrix @ user_factors)
 
+    def _test_gradient(self):
+        layout, user_rows = self._need_candidates(), self.user_rows
+        weights = layout.test_loss_weights(self.clean_scores)
+        pairs = layout.by_item
+        return pairs.gradient(user_rows, weights.reshape(-1)[pairs.positions]) + \
+            layout.test_gradient(user_rows, weights[:, 0])
+
     def latent_norms(self, a: np.ndarray) -> np.ndarray:
-        """``||Eᵀ a_i|| = √(a_iᵀ M a_i)`` along the last axis."""
-        return np.sqrt(np.maximum(np.einsum("...k,kl,...l->...", a, self.gram, a), 0.0))
+        """``||Eᵀ a_i|| = √(a_iᵀ M a_i)`` per row."""
+        gram = self.gram32 if a.dtype == np.float32 else self.gram
+        return np.sqrt(np.maximum(((a @ gram) * a).sum(axis=1), 0))
 
     def unit_weights(self, g: np.ndarray) -> np.ndarray:
         """``a = g/||Eᵀg||`` (0 where ``Eᵀg = 0``), so ``Δ = Eᵀ a`` has unit norm."""
-        norms = self.latent_norms(g)[..., None]
+        norms = self.latent_norms(g)[:, None]
         return np.divide(g, norms, out=np.zeros_like(g), where=norms > 0)
 
     def unit_shift(self, attack: str) -> np.ndarray:
@@ -234,64 +330,111 @@ class _Attacker:
             g = self.gradient("train" if attack == "fgm_train" else "test")
             return (self.unit_weights(g) @ self.gram).astype(np.float32)
         shift = np.zeros((self.n_items, self.k), np.float32)
-        for start, delta in self.unit_perturbations(attack):
-            shift[start : start + len(delta)] = delta @ self.projection
+        if attack == "random":
+            _, triangle = self.span
+            for start, inside, rest in self.random_parts():
+                norms = np.sqrt((inside**2).sum(axis=1) + rest)[:, None]
+                shift[start : start + len(inside)] = inside @ triangle / norms
+        else:
+            for start, delta in self.sign_perturbations():
+                shift[start : start + len(delta)] = delta @ self.projection
         return shift
 
-    def unit_scores(self, attacks: list[str]) -> np.ndarray:
-        """``p_u · E Δ_i`` at ``ε = 1`` for every candidate, (n, C, len(attacks)), from one
-        pass over a stacked (I, m, K) table; slices are kept for later calls."""
+    @property
+    def span(self):
+        """``Eᵀ = Q R`` with orthonormal ``Q`` (D x r)."""
+        return self._cached("span", lambda: np.linalg.qr(self.projection.astype(np.float64)))
+
+    def random_parts(self, stop: int | None = None):
+        """Uniform directions ``z/||z||``, ``z ~ N(0, I_D)``, drawn in K-space:
+        ``z = Q w + z_⊥`` with ``w ~ N(0, I_r)`` and ``||z_⊥||² ~ χ²(D - r)``, which Eᵀ
+        ignores. Yields ``(first item, w, ||z_⊥||²)`` per item chunk."""
+        rng = np.random.default_rng([self.seed, 1])
+        dims, rank = self.projection.shape[0], self.span[0].shape[1]
+        stop = self.n_items if stop is None else stop
+        for start in range(0, stop, _ITEM_CHUNK):
+            rows = min(_ITEM_CHUNK, self.n_items - start)
+            inside = rng.standard_normal((rows, rank))
+            rest = rng.chisquare(dims - rank, rows) if dims > rank else np.zeros(rows)
+            yield start, inside, rest
+
+    def sign_perturbations(self):
+        """``(first item, sign(Γ_i)/√D)`` per item chunk, ``Γ`` of the training loss."""
+        g = self.gradient("train").astype(np.float32)
+        scale = np.float32(1 / np.sqrt(len(self.projection)))
+        for start in range(0, self.n_items, _ITEM_CHUNK):
+            yield start, np.sign(g[start : start + _ITEM_CHUNK] @ self.projection.T) * scale
+
+    def unit_scores(self, attacks: list[str]) -> list[np.ndarray]:
+        """``p_u · E Δ_i`` at ``ε = 1`` for every candidate (n x C) per attack, from one pass
+        over a stacked (I, m, K) table; kept for later calls."""
         missing = [attack for attack in attacks if ("scores", attack) not in self._cache]
         if missing:
             table = np.stack([self.unit_shift(attack) for attack in missing], axis=1)
             stacked = self._need_candidates().scores(self.model.user_factors, table)
             for index, attack in enumerate(missing):
-                self._cache[("scores", attack)] = stacked[..., index : index + 1]
-        return np.concatenate([self._cache[("scores", attack)] for attack in attacks], axis=2)
+                self._cache[("scores", attack)] = stacked[..., index]
+        return [self._cache[("scores", attack)] for attack in attacks]
 
-    def unit_perturbations(self, attack: str, stop: int | None = None):
-        """``(first item, Δ block at ε = 1)`` in D-space for ``random`` and ``fgsm``."""
-        stop = self.n_items if stop is None else stop
-        if attack == "random":
-            rng = np.random.default_rng([self.seed, 1])
-            for start in range(0, stop, _ITEM_CHUNK):
-                rows = min(_ITEM_CHUNK, self.n_items - start)
-                noise = rng.standard_normal((rows, len(self.projection)), dtype=np.float32)
-                noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-                yield start, noise
-        elif attack == "fgsm":
-            g = self.gradient("train").astype(np.float32)
-            scale = np.float32(1 / np.sqrt(len(self.projection)))
-            for start in range(0, stop, _ITEM_CHUNK):
-                yield start, np.sign(g[start : start + _ITEM_CHUNK] @ self.projection.T) * scale
-        else:
-            raise ConfigurationError(f"{attack!r} is not a D-space attack")
+    def pgd(self, epsilon: float, steps: int, step_size: float | None):
+        """PGD at ``ε`` from the ``fgm_test`` point on the test loss of the pairs an ``ε``
+        attack can reorder (``ŷ_uj + 2ε||Eᵀp_u|| ≥ ŷ_ut``; no ``||Δ_i|| ≤ ε`` reorders the
+        others, so ranks stay exact). Each step: ``a_i ← a_i + α g_i/||Eᵀg_i||`` with
+        ``α = step_size·ε``, then ``a_i`` is scaled back to ``||Eᵀa_i|| ≤ ε``; with
+        ``step_size=None``, ``a_i ← ε g_i/||Eᵀg_i||`` (the FGM step at the current point). The
+        loss is convex in Δ, so no step lowers it; the loss is a surrogate, so the iterate
+        (start included) with the highest mean rank is kept. Returns that ``a`` (I x K,
+        ``Δ_i = Eᵀa_i``) and its per-user ranks."""
+        epsilon, layout, user_rows = float(epsilon), self._need_candidates(), self.user_rows
+        everything, clean, start, thresholds = self.by_item
+        n_users = len(layout.users)
+        keep = thresholds <= epsilon
+        pairs = everything.subset(keep)
+        base, start = clean[keep], start[keep]
+        tests = self.clean_scores[:, 0]
+        eps = np.float32(epsilon)
+        test_scores = tests + eps * self.unit_scores(["fgm_test"])[0][:, 0]
+        gaps = (base + eps * start) - test_scores[pairs.rows]
+        del start
+        a = (epsilon * self.unit_weights(self.gradient("test"))).astype(np.float32)
 
-    def pgd(self, epsilons: np.ndarray, steps: int, step_size: float | None):
-        """PGD on the test loss for every ``ε`` at once, starting at ``fgm_test``. Each step
-        ``a_i ← a_i + α g_i/||Eᵀg_i||`` (``α = step_size·ε``; ``None``: ``a_i ← ε g_i/||Eᵀg_i||``,
-        the FGM step at the current point), then ``a_i`` is scaled back to
-        ``||Eᵀa_i|| ≤ ε``. The test loss is convex in Δ, so no step lowers it.
-        Returns ``a`` (I, m, K) and the attacked scores (n, C, m)."""
-        candidates, user_factors = self._need_candidates(), self.model.user_factors
-        eps = np.asarray(epsilons, np.float64)[:, None]
-        a = eps * self.unit_weights(self.gradient("test"))[:, None, :]
-        clean = self.clean_scores[..., None]
-        scores = clean + self.unit_scores(["fgm_test"])[..., :1] * eps[:, 0].astype(np.float32)
+        def ranks():
+            return np.bincount(pairs.rows[gaps >= 0], minlength=n_users).astype(np.int64)
+
+        best = (a, ranks())
         for _ in range(steps):
-            g = candidates.item_gradient(
-                user_factors, candidates.test_loss_weights(scores), self.n_items
-            )
+            weights = expit(gaps)
+            g = pairs.gradient(user_rows, weights) + layout.test_gradient(
+                user_rows, -np.bincount(pairs.rows, weights, n_users))
             direction = self.unit_weights(g)
             if step_size is None:
-                moved = direction.any(axis=-1, keepdims=True)
-                a = np.where(moved, eps * direction, a)
+                a = np.where(direction.any(axis=1, keepdims=True), epsilon * direction, a)
             else:
-                a = a + step_size * eps * direction
-                norms = self.latent_norms(a)[..., None]
-                a *= np.minimum(1.0, np.divide(eps, norms, out=np.ones_like(norms), where=norms > 0))
-            scores = clean + candidates.scores(user_factors, (a @ self.gram).astype(np.float32))
-        return a, scores
+                a = a + np.float32(step_size * epsilon) * direction
+                norms = self.latent_norms(a)[:, None]
+                scale = np.divide(epsilon, norms, out=np.ones_like(norms), where=norms > 0)
+                a *= np.minimum(1, scale)
+            shift = a @ self.gram32
+            test_scores = tests + np.einsum("nk,nk->n", user_rows, shift[layout.test_items])
+            gaps = (base + pairs.scores(user_rows, shift)) - test_scores[pairs.rows]
+            current = ranks()
+            if current.sum() > best[1].sum():
+                best = (a, current)
+        return best
+
+    @property
+    def by_item(self):
+        """All valid negatives sorted by item, with their clean scores, ``fgm_test`` unit
+        scores and thresholds ``ε*`` (cached for every ``ε`` of PGD)."""
+        def compute():
+            pairs, layout = self._need_candidates().by_item, self.candidates
+            width = layout.items.shape[1]
+            rows, columns = pairs.rows, pairs.positions % width
+            clean = self.clean_scores.reshape(-1)[pairs.positions]
+            start = self.unit_scores(["fgm_test"])[0].reshape(-1)[pairs.positions]
+            thresholds = layout.thresholds(self.clean_scores, self.reach, rows, columns)
+            return pairs, clean, start, thresholds
+        return self._cached("by_item", compute)
 
 
 def latent_shift(
@@ -316,8 +459,7 @@ def latent_shift(
     if not attacker.visual:
         return np.zeros_like(attacker.vectors)
     if attack == "pgd":
-        a, _ = attacker.pgd(np.array([epsilon]), steps, step_size)
-        return (a[:, 0] @ attacker.gram).astype(np.float32)
+        return (attacker.pgd(epsilon, steps, step_size)[0] @ attacker.gram).astype(np.float32)
     return attacker.unit_shift(attack) * np.float32(epsilon)
 
 
@@ -347,12 +489,21 @@ def perturbation(
         g = attacker.gradient("train" if attack == "fgm_train" else "test")[items]
         return (epsilon * attacker.unit_weights(g) @ projection.T).astype(np.float32)
     if attack == "pgd":
-        a, _ = attacker.pgd(np.array([epsilon]), steps, step_size)
-        return (a[items, 0] @ projection.T).astype(np.float32)
+        a = attacker.pgd(epsilon, steps, step_size)[0]
+        return (a[items] @ projection.T).astype(np.float32)
+    if attack == "fgsm":
+        g = attacker.gradient("train").astype(np.float32)[items]
+        return epsilon * np.sign(g @ attacker.projection.T) / np.float32(np.sqrt(len(projection)))
+    basis = attacker.span[0]
     out = np.empty((len(items), len(projection)), np.float32)
-    for start, delta in attacker.unit_perturbations(attack, stop=int(items.max(initial=-1)) + 1):
-        inside = (items >= start) & (items < start + len(delta))
-        out[inside] = epsilon * delta[items[inside] - start]
+    for start, inside, rest in attacker.random_parts(stop=int(items.max(initial=-1)) + 1):
+        for row in np.flatnonzero((items >= start) & (items < start + len(inside))):
+            item = items[row] - start
+            other = np.random.default_rng([seed, 2, int(items[row])]).standard_normal(len(basis))
+            other -= basis @ (basis.T @ other)
+            other *= np.sqrt(rest[item]) / max(np.linalg.norm(other), 1e-300)
+            z = basis @ inside[item] + other
+            out[row] = epsilon * z / np.sqrt(inside[item] @ inside[item] + rest[item])
     return out
 
 
@@ -376,18 +527,7 @@ def _certified(attacker: _Attacker, epsilons: np.ndarray) -> np.ndarray:
     layout, scores = attacker.candidates, attacker.clean_scores
     if not attacker.visual:
         return np.repeat(layout.ranks(scores)[:, None], len(epsilons), axis=1)
-    user_factors = attacker.model.user_factors[layout.users].astype(np.float64)
-    reach = np.linalg.norm(user_factors @ attacker.projection.T.astype(np.float64), axis=1)
-    out = np.empty((len(layout.users), len(epsilons)), np.int64)
-    for column, epsilon in enumerate(epsilons):
-        for block in layout.blocks():
-            part = scores[block].astype(np.float64)
-            part[:, 1:] += 2 * epsilon * reach[block, None]
-            beaten = part[:, 1:] >= part[:, :1]
-            if layout.valid is not None:
-                beaten &= layout.valid[block, 1:]
-            out[block, column] = beaten.sum(axis=1)
-    return out
+    return np.stack([layout.certified_counts(scores, attacker.reach, e) for e in epsilons], axis=1)
 
 
 def evaluate_attacks(
@@ -428,17 +568,18 @@ def evaluate_attacks(
         for attack in single:
             attacker.unit_shift(attack)
             clock.lap(f"{attack} direction")
-        shifted = attacker.unit_scores(single) if single else None
+        shifted = attacker.unit_scores(single)
         clock.lap("single-step scores")
-        for index, attack in enumerate(single):
+        for attack, unit in zip(single, shifted):
             if attack in attacks:
                 results[attack] = np.stack(
-                    [layout.ranks(clean_scores, shifted[..., index], e) for e in grid], axis=1
+                    [layout.ranks(clean_scores, unit, e) for e in grid], axis=1
                 )
-        del shifted
         clock.lap("single-step ranks")
         if "pgd" in attacks:
-            results["pgd"] = layout.ranks(attacker.pgd(grid, pgd_steps, pgd_step_size)[1])
+            results["pgd"] = np.stack(
+                [attacker.pgd(e, pgd_steps, pgd_step_size)[1] for e in grid], axis=1
+            )
             clock.lap("pgd")
         if "certified" in attacks:
             results["certified"] = _certified(attacker, grid)

@@ -41,12 +41,13 @@ class NegativeSampler:
         negatives = self.warm_items[rng.integers(len(self.warm_items), size=len(users))]
         redraw = np.flatnonzero(self.is_positive(users, negatives))
         while len(redraw):
-            negatives[redraw] = self.warm_items[rng.integers(len(self.warm_items), size=len(redraw))]
+            redrawn = rng.integers(len(self.warm_items), size=len(redraw))
+            negatives[redraw] = self.warm_items[redrawn]
             redraw = redraw[self.is_positive(users[redraw], negatives[redraw])]
         return negatives
 
     def epoch(self, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Shuffled ``(users, positives, negatives)`` for ``epoch``, a function of ``(seed, epoch)``."""
+        """Shuffled ``(users, positives, negatives)``: a function of ``(seed, epoch)`` only."""
         rng = epoch_rng(seed, epoch)
         order = rng.permutation(len(self.users))
         users = self.users[order]

@@ -47,10 +47,18 @@ _SELECTION_METRICS = ("hr_at_10", "ndcg_at_10")
 
 @dataclass
 class TrainConfig:
-    """Training parameters. ``learning_rate`` and ``regularization`` (β) are one number or
-    three: [users p_u, items q_i, projection E] (official Pinterest AMR run: lr
-    [0.01, 1e-4, 1e-3], reg [0.1, 1e-3, 0]). ``initial_accumulator`` 0.1 is the default of
-    TF1's ``AdagradOptimizer`` that the official code used."""
+    """Training parameters (``model``: mf_bpr, duif, vbpr or amr).
+
+    ``learning_rate`` (η) and ``regularization`` (β) are one number or three, [users p_u,
+    items q_i, projection E] (official Pinterest AMR run: η [0.01, 1e-4, 1e-3], β [0.1, 1e-3,
+    0]); the defaults come from the paper's grids (4.1.4). As in the official code, β
+    multiplies ``||p_u||²`` and ``||q_i||², ||q_j||²`` once per occurrence in a batch and
+    ``||E||²`` once per batch; ``regularize_item_vector`` puts it on ``q_i + E c_i`` instead.
+    ``initial_accumulator`` 0.1 is TF1 ``AdagradOptimizer``'s default, which the official code
+    used. ``feature_scaling: max_abs`` divides features by their global max |x| (official
+    code; the paper's ε assume it). ``adversary`` (gradient, sign, random, none; amr defaults
+    to gradient), ``epsilon`` (ε) and ``adversarial_weight`` (λ) define AMR (eqs. 7, 11).
+    ``selection_metric`` picks the returned epoch on the validation candidates."""
 
     model: str = "vbpr"
     n_factors: int = 64
@@ -67,7 +75,7 @@ class TrainConfig:
     adversarial_weight: float = 1.0
     eval_every: int = 1
     selection_metric: str = "ndcg_at_10"
-    checkpoint_every: int = 1
+    checkpoint_every: int = 5
     seed: int = 0
 
     @classmethod
@@ -187,9 +195,9 @@ class BPRTrainer:
         items = train["item_id"].to_numpy(np.int64)
         self.sampler = NegativeSampler(users, items, n_items)
         self.warm = warm_item_mask(train, n_items)
-        self.scale = feature_scale(features, config.feature_scaling) if config.uses_features else 1.0
-        self.features = None
+        self.scale, self.features = 1.0, None
         if config.uses_features:
+            self.scale = feature_scale(features, config.feature_scaling)
             self.features = tf.convert_to_tensor(np.ascontiguousarray(features, np.float32))
         self._build_variables(initial)
         self.fingerprint = self._fingerprint(users, items)
@@ -218,10 +226,10 @@ class BPRTrainer:
                 return np.array(source, np.float32)
             return truncated_normal(rng, (rows, k), config.init_stddev)
 
-        users = table(None if initial is None else initial.user_factors, self.n_users, "user_factors")
+        users = table(getattr(initial, "user_factors", None), self.n_users, "user_factors")
         items = np.zeros((self.n_items, k), np.float32)
         if config.uses_item_factors:
-            items = table(None if initial is None else initial.item_factors, self.n_items, "item_factors")
+            items = table(getattr(initial, "item_factors", None), self.n_items, "item_factors")
             items[~self.warm] = 0.0
         self.user_factors = tf.Variable(users, name="user_factors")
         self.item_factors = tf.Variable(items, name="item_factors")
@@ -284,23 +292,29 @@ class BPRTrainer:
         return digest.hexdigest()
 
     # ----------------------------------------------------------------- maths
-    def _gradients(self, users, positives, negatives, seed):
+    def _batch_items(self, positives, negatives):
+        """Distinct items of a batch, each occurrence's slot among them, and their raw
+        features (gathered rows only; never the whole matrix)."""
+        item_rows, item_slot = tf.unique(tf.concat([positives, negatives], 0))
+        if self.features is None:
+            return item_rows, item_slot, tf.zeros([0, 0])
+        return item_rows, item_slot, tf.gather(self.features, item_rows)
+
+    def _gradients(self, users, items, seed):
         """Objective of eq. 7 on one batch and its gradients at the distinct rows touched."""
         config = self.config
         beta_user, beta_item, beta_projection = config.penalties()
         batch = tf.shape(users)[0]
+        item_rows, item_slot, c_rows = items
         user_rows, user_slot = tf.unique(users)
-        item_rows, item_slot = tf.unique(tf.concat([positives, negatives], 0))
         p_rows = tf.gather(self.user_factors, user_rows)
         q_rows = tf.gather(self.item_factors, item_rows) if config.uses_item_factors else None
-        c_rows = tf.gather(self.features, item_rows) if config.uses_features else None
+        c_rows = c_rows if config.uses_features else None
         watched = [p_rows] + ([q_rows] if q_rows is not None else [])
         with tf.GradientTape() as tape:
             tape.watch(watched)
             p = tf.gather(p_rows, user_slot)
-            vectors = _item_vectors(q_rows, c_rows, self.projection, self.scale)
-            occurrences = tf.gather(vectors, item_slot)
-            margins = tf.reduce_sum(p * (occurrences[:batch] - occurrences[batch:]), 1)
+            vectors, occurrences, margins = self._margins(p, q_rows, c_rows, item_slot)
             data_loss = tf.reduce_sum(tf.nn.softplus(-margins))
             if self.adversary is not None:
                 factors = gradient_factors(p, margins, item_slot, tf.shape(item_rows)[0])
@@ -308,14 +322,15 @@ class BPRTrainer:
                 perturbed = tf.gather(vectors + shift, item_slot)
                 margins_adv = tf.reduce_sum(p * (perturbed[:batch] - perturbed[batch:]), 1)
                 data_loss += config.adversarial_weight * tf.reduce_sum(tf.nn.softplus(-margins_adv))
-            penalty = beta_user * tf.reduce_sum(tf.square(p))
-            if config.regularize_item_vector:
-                penalty += beta_item * tf.reduce_sum(tf.square(occurrences))
-            elif q_rows is not None:
-                penalty += beta_item * tf.reduce_sum(tf.square(tf.gather(q_rows, item_slot)))
-            if self.projection is not None:
-                penalty += beta_projection * tf.reduce_sum(tf.square(self.projection))
-            objective = data_loss + penalty
+            objective = data_loss
+            if beta_user:
+                objective += beta_user * tf.reduce_sum(tf.square(p))
+            if beta_item and config.regularize_item_vector:
+                objective += beta_item * tf.reduce_sum(tf.square(occurrences))
+            elif beta_item and q_rows is not None:
+                objective += beta_item * tf.reduce_sum(tf.square(tf.gather(q_rows, item_slot)))
+            if beta_projection and self.projection is not None:
+                objective += beta_projection * tf.reduce_sum(tf.square(self.projection))
         targets = watched + ([self.projection] if self.projection is not None else [])
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(objective, targets)]
         grad_users = grads[0]
@@ -323,18 +338,28 @@ class BPRTrainer:
         grad_projection = grads[-1] if self.projection is not None else None
         return data_loss, user_rows, grad_users, item_rows, grad_items, grad_projection
 
-    def _step(self, users, positives, negatives, seed):
+    def _margins(self, p, q_rows, c_rows, item_slot):
+        """Distinct item vectors (eq. 4), their per-occurrence rows and ``x = ŷ_ui - ŷ_uj``."""
+        vectors = _item_vectors(q_rows, c_rows, self.projection, self.scale)
+        occurrences = tf.gather(vectors, item_slot)
+        batch = tf.shape(p)[0]
+        margins = tf.reduce_sum(p * (occurrences[:batch] - occurrences[batch:]), 1)
+        return vectors, occurrences, margins
+
+    def _step(self, users, items, seed):
         rate_user, rate_item, rate_projection = self.config.rates()
         loss, user_rows, g_users, item_rows, g_items, g_projection = self._gradients(
-            users, positives, negatives, seed
+            users, items, seed
         )
         _adagrad_rows(self.user_factors, self.user_accumulator, user_rows, g_users, rate_user)
         if g_items is not None:
             _adagrad_rows(self.item_factors, self.item_accumulator, item_rows, g_items, rate_item)
         if g_projection is not None:
-            self.projection_accumulator.assign_add(tf.square(g_projection))
-            self.projection.assign_sub(
-                rate_projection * g_projection * tf.math.rsqrt(self.projection_accumulator)
+            tf.raw_ops.ResourceApplyAdagrad(
+                var=self.projection.handle,
+                accum=self.projection_accumulator.handle,
+                lr=tf.constant(rate_projection, tf.float32),
+                grad=g_projection,
             )
         return loss
 
@@ -343,19 +368,25 @@ class BPRTrainer:
         count = tf.shape(users)[0]
         batches = (count + size - 1) // size
 
-        def body(batch, total):
+        def items_of(batch):
             start = batch * size
             stop = tf.minimum(start + size, count)
-            pair_seed = tf.stack([seed, tf.cast(batch, tf.int64)])
-            loss = self._step(
-                users[start:stop], positives[start:stop], negatives[start:stop], pair_seed
-            )
-            return batch + 1, total + loss
+            return self._batch_items(positives[start:stop], negatives[start:stop])
 
-        _, total = tf.while_loop(
-            lambda batch, total: batch < batches,
+        def body(batch, total, *items):
+            upcoming = items_of(batch + 1)  # independent of the step: gathered while it runs
+            start = batch * size
+            pair_seed = tf.stack([seed, tf.cast(batch, tf.int64)])
+            loss = self._step(users[start : tf.minimum(start + size, count)], items, pair_seed)
+            return (batch + 1, total + loss, *upcoming)
+
+        first = items_of(tf.constant(0))
+        _, total, *_ = tf.while_loop(
+            lambda batch, total, *items: batch < batches,
             body,
-            [tf.constant(0), tf.constant(0.0)],
+            [tf.constant(0), tf.constant(0.0), *first],
+            shape_invariants=[tf.TensorShape([]), tf.TensorShape([]), tf.TensorShape([None]),
+                              tf.TensorShape([None]), tf.TensorShape([None, None])],
             parallel_iterations=1,
         )
         return total
@@ -374,11 +405,10 @@ class BPRTrainer:
 
     def batch_gradients(self, users, positives, negatives, seed=(0, 0)) -> dict[str, np.ndarray]:
         """Dense gradients of one batch's objective (eq. 7) w.r.t. every table, and its loss."""
+        positives, negatives = tf.constant(positives, tf.int32), tf.constant(negatives, tf.int32)
+        items = self._batch_items(positives, negatives)
         loss, user_rows, g_users, item_rows, g_items, g_projection = self._gradients(
-            tf.constant(users, tf.int32),
-            tf.constant(positives, tf.int32),
-            tf.constant(negatives, tf.int32),
-            tf.constant(seed, tf.int64),
+            tf.constant(users, tf.int32), items, tf.constant(seed, tf.int64)
         )
         out = {"loss": float(loss)}
         out["user_factors"] = _dense(user_rows, g_users, self.n_users, self.config.n_factors)
@@ -392,15 +422,12 @@ class BPRTrainer:
         """``(items, Δ)``: the adversary's Δ for the batch's distinct items (eqs. 11-12)."""
         if self.adversary is None:
             raise ConfigurationError("no adversary configured: set adversary for this model")
-        users = tf.constant(users, tf.int32)
-        item_rows, item_slot = tf.unique(tf.constant(np.concatenate([positives, negatives]), tf.int32))
-        p = tf.gather(self.user_factors, users)
+        item_rows, item_slot, c_rows = self._batch_items(
+            tf.constant(positives, tf.int32), tf.constant(negatives, tf.int32)
+        )
+        p = tf.gather(self.user_factors, tf.constant(users, tf.int32))
         q_rows = tf.gather(self.item_factors, item_rows) if self.config.uses_item_factors else None
-        c_rows = tf.gather(self.features, item_rows)
-        vectors = _item_vectors(q_rows, c_rows, self.projection, self.scale)
-        occurrences = tf.gather(vectors, item_slot)
-        batch = tf.shape(users)[0]
-        margins = tf.reduce_sum(p * (occurrences[:batch] - occurrences[batch:]), 1)
+        _, _, margins = self._margins(p, q_rows, c_rows, item_slot)
         factors = gradient_factors(p, margins, item_slot, tf.shape(item_rows)[0])
         delta = self.adversary.perturbation(factors, self.projection, tf.constant(seed, tf.int64))
         return item_rows.numpy(), delta.numpy()
@@ -427,7 +454,9 @@ def train_bpr(
     is saved to ``checkpoint``, from which a restarted call resumes."""
     config = TrainConfig.from_params(params)
     trainer = BPRTrainer(config, train, n_users, n_items, features, initial, adversary)
-    store = CheckpointStore(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    store = checkpoint
+    if isinstance(checkpoint, (str, os.PathLike)):
+        store = CheckpointStore(checkpoint)
     history: list[dict] = []
     best = {"score": -np.inf, "epoch": 0, "model": None}
     start = 0
@@ -467,7 +496,8 @@ def train_bpr(
             store.save(_checkpoint_arrays(trainer, epoch, history, best))
         if record is not None and on_epoch_end is not None:
             on_epoch_end(epoch, dict(record))
-        bar.set_postfix(loss=f"{loss:.4f}", hr10=f"{history[-1]['hr_at_10']:.4f}" if history else "-")
+        hit_rate = history[-1]["hr_at_10"] if history else float("nan")
+        bar.set_postfix(loss=f"{loss:.4f}", hr10=f"{hit_rate:.4f}")
         bar.update(1)
     bar.close()
 
@@ -487,10 +517,15 @@ def _item_vectors(q_rows, c_rows, projection, scale):
 
 
 def _adagrad_rows(table, accumulator, rows, grad, rate):
-    """Adagrad at distinct ``rows`` only: ``G += g²; θ -= η g / √G`` (TF1 AdagradOptimizer)."""
-    squares = tf.gather(accumulator, rows) + tf.square(grad)
-    accumulator.scatter_update(tf.IndexedSlices(squares, rows))
-    table.scatter_sub(tf.IndexedSlices(rate * grad * tf.math.rsqrt(squares), rows))
+    """Adagrad at distinct ``rows`` only: ``G += g²; θ -= η g / √G``, TF1 AdagradOptimizer's
+    sparse kernel (duplicate rows were summed before)."""
+    tf.raw_ops.ResourceSparseApplyAdagrad(
+        var=table.handle,
+        accum=accumulator.handle,
+        lr=tf.constant(rate, tf.float32),
+        grad=grad,
+        indices=rows,
+    )
 
 
 def _dense(rows, grad, n_rows, n_factors):

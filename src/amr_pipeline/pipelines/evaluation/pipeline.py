@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import evaluate_model
+from .nodes import evaluate_model, evaluate_robustness
 
 
 def evaluation_pipeline(model: str, *, visual: bool) -> Pipeline:
@@ -30,4 +32,29 @@ def evaluation_pipeline(model: str, *, visual: bool) -> Pipeline:
             )
         ],
         tags=["evaluation", model],
+    )
+
+
+def robustness_pipeline(model: str) -> Pipeline:
+    """Attack ``<model>``'s image features at test time (Table 3, Figures 4-5)."""
+    return Pipeline(
+        [
+            Node(
+                partial(evaluate_robustness, model_name=model),
+                {
+                    "test_candidates": "test_candidates",
+                    "train": "train",
+                    "items": "items",
+                    "user_factors": f"{model}.user_factors",
+                    "item_factors": f"{model}.item_factors",
+                    "feature_projection": f"{model}.feature_projection",
+                    "item_features": "item_features",
+                    "parameters": "params:robustness",
+                },
+                [f"{model}.robustness", f"{model}.robustness_ranks", f"{model}.robustness_metrics"],
+                name=f"attack_{model}",
+                namespace=model,
+            )
+        ],
+        tags=["evaluation", "robustness", model],
     )

@@ -83,10 +83,15 @@ def train_model(
 
 
 def _initial_model(parameters, user_factors, item_factors, feature_projection, n_items):
-    start = FactorModel.from_frames(user_factors, item_factors, feature_projection)
-    items = np.zeros((n_items, start.n_factors), np.float32)
-    items[: len(start.item_factors)] = start.item_factors
-    return FactorModel(start.user_factors, items, start.feature_projection, start.feature_scale)
+    """The starting point from another model's tables; missing tables start from scratch."""
+    users = FactorModel.from_frames(user_factors, user_factors.rename(columns={"user_id": "item_id"}))
+    items = np.zeros((n_items, users.n_factors), np.float32)
+    projection, scale = None, 1.0
+    if item_factors is not None:
+        start = FactorModel.from_frames(user_factors, item_factors, feature_projection)
+        items[: len(start.item_factors)] = start.item_factors
+        projection, scale = start.feature_projection, start.feature_scale
+    return FactorModel(users.user_factors, items, projection, scale)
 
 
 def history_metrics(history: pd.DataFrame) -> dict:

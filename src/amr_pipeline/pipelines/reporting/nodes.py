@@ -1,0 +1,106 @@
+"""Thin nodes over :mod:`amr_pipeline.reporting` and the trainer (Tables 2-3, Figures 1, 3-5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from amr_pipeline.pipelines.evaluation.nodes import load_model
+from amr_pipeline.pipelines.training.nodes import feature_matrix, history_metrics
+from amr_pipeline.recsys import metrics
+from amr_pipeline.recsys.models import FactorModel
+from amr_pipeline.recsys.train import train_bpr
+from amr_pipeline.reporting import figures, tables
+from amr_pipeline.vision import pixel_attack
+from amr_pipeline.vision.resnet import build_resnet50, load_image
+
+
+def performance_report(parameters: dict, **ranks: pd.DataFrame):
+    """Table 2 (4.2): HR/NDCG@5/10/20 per model, over all, cold and warm test items, AMR's RI
+    over each baseline and paired t-tests on the per-user values."""
+    table = tables.performance_table(ranks, reference="amr", cutoffs=tuple(parameters["cutoffs"]))
+    return table.reset_index(names="model"), tables.performance_markdown(table)
+
+
+def robustness_report(parameters: dict, *tables_and_ranks: pd.DataFrame):
+    """Table 3, Figure 4 (VBPR under random vs adversarial ε) and Figure 5 (per-user rank
+    change at ε = 0.1 for VBPR and AMR) from the models' attack results."""
+    half = len(tables_and_ranks) // 2
+    robustness = pd.concat(tables_and_ranks[:half], ignore_index=True)
+    per_user = pd.concat(tables_and_ranks[half:], ignore_index=True)
+    table3 = tables.robustness_markdown(
+        robustness, attack=parameters["table3_attack"], epsilons=parameters["table3_epsilons"]
+    )
+    figure4 = figures.perturbation_figure(robustness, model="vbpr",
+                                          attacks=("random", parameters["table3_attack"]))
+    figure5 = figures.rank_change_figure(per_user, epsilon=parameters["figure5_epsilon"],
+                                         attack=parameters["table3_attack"])
+    return robustness, table3, figure4, figure5
+
+
+def generalisation_curves(
+    train: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    test_candidates: pd.DataFrame,
+    item_features,
+    vbpr_user_factors: pd.DataFrame,
+    vbpr_item_factors: pd.DataFrame,
+    vbpr_feature_projection: pd.DataFrame,
+    mf_bpr_ranks: pd.DataFrame,
+    vbpr_parameters: dict,
+    amr_parameters: dict,
+    parameters: dict,
+):
+    """Figure 3 (4.3.1): from the same trained VBPR, continue VBPR and train AMR for the same
+    epochs, evaluating test HR@10/NDCG@10 every ``eval_every`` epochs; MF-BPR is the flat line."""
+    start = FactorModel.from_frames(vbpr_user_factors, vbpr_item_factors, vbpr_feature_projection)
+    features = feature_matrix(item_features, items)
+    curves, logged = [], {}
+    for name, model_parameters in (("vbpr", vbpr_parameters), ("amr", amr_parameters)):
+        settings = {key: value for key, value in model_parameters.items()
+                    if key != "initialise_users"}
+        settings.update(epochs=parameters["epochs"], eval_every=parameters["eval_every"],
+                        checkpoint_every=parameters["epochs"])
+        result = train_bpr(train, len(users), len(items), params=settings, features=features,
+                           initial=start.copy(), validation_candidates=test_candidates)
+        curves.append(result.history.assign(model=name))
+        for key, values in history_metrics(result.history).items():
+            logged[f"{name}.{key.replace('validation.', 'test.')}"] = values
+    curves = pd.concat(curves, ignore_index=True)
+    reference = {"mf_bpr": metrics.summarise(mf_bpr_ranks, (10,))}
+    return curves, figures.generalisation_figure(curves, reference), logged
+
+
+def pixel_attack_example(
+    items: pd.DataFrame,
+    test_candidates: pd.DataFrame,
+    item_features,
+    image_source,
+    vbpr_user_factors: pd.DataFrame,
+    vbpr_item_factors: pd.DataFrame,
+    vbpr_feature_projection: pd.DataFrame,
+    feature_parameters: dict,
+    parameters: dict,
+):
+    """Figure 1: one sampled user, the test positive and three non-interacted items, scored by
+    VBPR before and after an FGSM perturbation of the raw pixels (ε = 0.007, pixels in [0, 1])
+    back-propagated through ResNet-50 (the weights the features were extracted with)."""
+    model, features = load_model(vbpr_user_factors, vbpr_item_factors, vbpr_feature_projection,
+                                 item_features, items)
+    user, chosen = pixel_attack.choose_example(model, features, test_candidates,
+                                               seed=parameters["seed"])
+    size = feature_parameters["image_size"]
+    network = build_resnet50(feature_parameters["weights"], feature_parameters["seed"], size)
+    names = items.set_index("item_id").loc[chosen, "image"]
+    images = [load_image(image_source.path(name), size) for name in names]
+    attack = pixel_attack.fgsm_pixel_attack(model, network, user, chosen, images,
+                                            epsilon=parameters["epsilon"])
+    figure = figures.pixel_attack_figure(attack.images_before, attack.images_after,
+                                         attack.scores_before, attack.scores_after, attack.labels)
+    summary = pd.DataFrame({
+        "user_id": user, "item_id": chosen, "label": attack.labels,
+        "score_before": np.asarray(attack.scores_before, float),
+        "score_after": np.asarray(attack.scores_after, float),
+    })
+    return figure, summary

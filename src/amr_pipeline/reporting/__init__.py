@@ -1,0 +1,1 @@
+"""Tables and figures of the paper (Tables 2-3, Figures 1, 3-5) from evaluation outputs."""

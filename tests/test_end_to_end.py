@@ -1,0 +1,168 @@
+"""The demo end to end, used the way a user uses it: `kedro run`, MLflow, kedro-viz, notebooks.
+
+One full `kedro run` of the embedded demo in a copy of the project; every check below reads
+what that run (and two short comparison runs) left behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import ui  # noqa: E402
+
+MODELS = ("pop", "mf_eals", "mf_bpr", "duif", "vbpr", "amr")
+PROJECT_FILES = ("pyproject.toml", ".kedro.yml", ".telemetry", "conf", "notebooks", "src")
+
+
+def kedro(project: Path, *arguments: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", *arguments], cwd=project, capture_output=True,
+        text=True, timeout=1800,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project with the demo, after one default `kedro run`."""
+    copy = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("local"))
+        else:
+            shutil.copy2(source, copy / name)
+    (copy / "conf" / "local").mkdir()
+    shutil.copytree(ROOT / "data" / "01_raw" / "demo", copy / "data" / "01_raw" / "demo")
+    kedro(copy, "run")
+    return copy
+
+
+def _runs(project: Path) -> pd.DataFrame:
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["amr-pipeline"], order_by=["start_time ASC"])
+
+
+def test_default_run_writes_every_model_and_report(project):
+    data = project / "data"
+    for model in MODELS:
+        assert (data / "06_models" / "demo" / model / "user_factors.parquet").is_file()
+        ranks = pd.read_parquet(data / "07_model_output" / "demo" / f"{model}_ranks.parquet")
+        assert {"user_id", "item_id", "rank", "cold"} <= set(ranks.columns)
+    reports = data / "08_reporting" / "demo"
+    for name in ("figure1_pixel_attack", "figure3_generalisation", "figure4_perturbation",
+                 "figure5_rank_change"):
+        with Image.open(reports / f"{name}.png") as picture:
+            assert picture.size[0] > 200
+    assert "AMR" in (reports / "table2.md").read_text()
+    assert "VBPR" in (reports / "table3.md").read_text()
+
+
+def test_every_trained_model_beats_chance(project):
+    """HR@10 of 10 among 1,000 candidates by chance is 0.01."""
+    runs = _runs(project)
+    first = runs.iloc[0]
+    for model in ("mf_eals", "mf_bpr", "duif", "vbpr", "amr"):
+        assert first[f"metrics.{model}.hr_at_10"] > 0.03, model
+
+
+def test_stored_factors_reproduce_the_stored_ranks_without_tensorflow(project):
+    from amr_pipeline.recsys.models import FactorModel
+
+    models = project / "data" / "06_models" / "demo" / "amr"
+    model = FactorModel.from_frames(*(pd.read_parquet(models / f"{table}.parquet") for table in
+                                      ("user_factors", "item_factors", "feature_projection")))
+    from amr_pipeline.datasets.features import FeatureMatrixDataset
+
+    rows = FeatureMatrixDataset(str(project / "data/04_feature/demo/item_features.parquet")).load()
+    features = np.zeros((len(model.item_factors), rows.features.shape[1]), np.float32)
+    features[rows.item_ids] = rows.features
+    candidates = pd.read_parquet(project / "data/05_model_input/demo/test_candidates.parquet")
+    stored = pd.read_parquet(project / "data/07_model_output/demo/amr_ranks.parquet")
+    scores = model.score(candidates.user_id.to_numpy(), candidates.item_id.to_numpy(), features)
+    frame = candidates.assign(score=scores)
+    test_scores = frame[frame.is_test].set_index("user_id")["score"]
+    negatives = frame[~frame.is_test]
+    ranks = (negatives.score.to_numpy() >= test_scores.loc[negatives.user_id].to_numpy())
+    recomputed = pd.Series(ranks).groupby(negatives.user_id.to_numpy()).sum()
+    np.testing.assert_array_equal(recomputed.loc[stored.user_id].to_numpy(), stored["rank"])
+
+
+def test_certified_bound_holds_against_every_attack_on_the_demo(project):
+    for model in ("vbpr", "amr"):
+        table = pd.read_parquet(project / f"data/07_model_output/demo/{model}_robustness.parquet")
+        for epsilon, rows in table[table.attack != "none"].groupby("epsilon"):
+            bound = rows[rows.attack == "certified"].iloc[0]
+            for _, attacked in rows.iterrows():
+                assert attacked["ndcg_at_10"] >= bound["ndcg_at_10"] - 1e-12, (model, epsilon)
+
+
+def test_mlflow_holds_metrics_params_tags_and_artifacts(project):
+    run = _runs(project).iloc[0]
+    for model in MODELS:
+        for cutoff in (5, 10, 20):
+            assert f"metrics.{model}.hr_at_{cutoff}" in run
+            assert f"metrics.{model}.ndcg_at_{cutoff}" in run
+    assert "metrics.vbpr.robust.fgm_train.eps_0.1.ndcg_at_10" in run
+    assert run["tags.dataset"] == "demo"
+    assert run["tags.pipeline"] == "__default__"
+    assert run["params.training.amr.epsilon"] == "0.1"
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(run["run_id"], "amr.train.loss")
+    assert len(history) > 1 and sorted(m.step for m in history) == [m.step for m in history]
+    artifacts = {a.path for folder in ("figures", "reports")
+                 for a in client.list_artifacts(run["run_id"], folder)}
+    assert {"figures/figure4_perturbation.png", "reports/table3.md"} <= artifacts
+
+
+def test_two_runs_compare_in_mlflow(project):
+    """What users do: run twice with different ε and compare the runs."""
+    for epsilon in ("0.05", "0.5"):
+        kedro(project, "run", "--pipeline=amr",
+              f"--params=training.amr.epsilon={epsilon},training.amr.epochs=4")
+    runs = _runs(project).tail(2)
+    assert list(runs["params.training.amr.epsilon"]) == ["0.05", "0.5"]
+    keys = [{c for c in runs.columns if c.startswith("metrics.amr.") and pd.notna(row[c])}
+            for _, row in runs.iterrows()]
+    assert keys[0] == keys[1] and "metrics.amr.hr_at_10" in keys[0]
+    client = mlflow.MlflowClient()
+    for run_id in runs["run_id"]:
+        assert client.list_artifacts(run_id, "figures")
+    with ui.mlflow_server(project) as url:
+        text = ui.mlflow_comparison(url, runs["experiment_id"].iloc[0], list(runs["run_id"]))
+    assert "training.amr.epsilon" in text and "0.05" in text
+
+
+def test_kedro_viz_shows_the_lineage_and_a_preview(project):
+    build = ui.build_viz(project)
+    labels = set(ui.viz_lineage(build, "amr"))
+    for name in ("raw_source", "extract_item_features", "item_features", "train_amr",
+                 "amr.user_factors", "evaluate_vbpr", "robustness_table"):
+        assert name in labels, name
+    preview = ui.viz_preview(build, "test_candidates")
+    assert "is_test" in preview and "user_id" in preview
+
+
+@pytest.mark.parametrize("notebook", ["explore_data.ipynb", "results.ipynb"])
+def test_notebooks_run_against_the_demo_outputs(project, notebook):
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = project / "notebooks" / notebook
+    book = nbformat.read(path, as_version=4)
+    assert all(not cell.get("outputs") for cell in book.cells if cell.cell_type == "code")
+    NotebookClient(book, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
