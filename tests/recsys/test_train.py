@@ -251,8 +251,11 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     pd.testing.assert_frame_equal(resumed.history[columns], straight.history[columns], atol=1e-6)
 
     other = {**kwargs, "params": {**params, "learning_rate": 0.5}}
-    with pytest.raises(ConfigurationError, match="different run"):
-        train_bpr(train, 40, 200, checkpoint=tmp_path, **other)
+    seen.clear()
+    fresh = train_bpr(train, 40, 200, checkpoint=tmp_path,
+                      on_epoch_end=lambda epoch, record: seen.append(epoch), **other)
+    assert seen == [1, 2, 3, 4], "a checkpoint of other parameters must not be resumed"
+    _assert_same_model(fresh.model, train_bpr(train, 40, 200, **other).model, atol=1e-6)
 
 
 def test_checkpoint_store_writes_atomically(tmp_path):

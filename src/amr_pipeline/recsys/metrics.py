@@ -24,6 +24,23 @@ def rank_candidates(
     negatives score ``>=`` the test item (ties count against it); ``cold`` when a boolean
     ``cold_items`` mask (one entry per item) is given. Item vectors ``q_i + E c_i`` are
     computed once; scores are batched."""
+    users, items, is_test, starts = grouped_candidates(candidates)
+    vectors = model.item_vectors(features)
+    user_factors = model.user_factors
+    sizes = np.diff(np.r_[starts, len(users)])
+    if (sizes == sizes[0]).all():
+        ranks = _uniform_ranks(user_factors, vectors, users[starts], items.reshape(len(starts), -1))
+    else:
+        ranks = _ragged_ranks(user_factors, vectors, users, items, starts)
+    frame = pd.DataFrame({"user_id": users[starts], "item_id": items[starts], "rank": ranks})
+    if cold_items is not None:
+        frame["cold"] = np.asarray(cold_items, bool)[items[starts]]
+    return frame
+
+
+def grouped_candidates(candidates: pd.DataFrame):
+    """Validated candidate arrays ``(users, items, is_test, starts)`` sorted by user with each
+    user's test item first; ``starts`` indexes each user's first row."""
     for column in ("user_id", "item_id", "is_test"):
         if column not in candidates:
             raise ConfigurationError(
@@ -44,17 +61,7 @@ def rank_candidates(
             "candidates must hold exactly one is_test row per user: rebuild them with "
             "data_processing"
         )
-    vectors = model.item_vectors(features)
-    user_factors = model.user_factors
-    sizes = np.diff(np.r_[starts, len(users)])
-    if (sizes == sizes[0]).all():
-        ranks = _uniform_ranks(user_factors, vectors, users[starts], items.reshape(len(starts), -1))
-    else:
-        ranks = _ragged_ranks(user_factors, vectors, users, items, starts)
-    frame = pd.DataFrame({"user_id": users[starts], "item_id": items[starts], "rank": ranks})
-    if cold_items is not None:
-        frame["cold"] = np.asarray(cold_items, bool)[items[starts]]
-    return frame
+    return users, items, is_test, starts
 
 
 def summarise(ranks: pd.DataFrame | np.ndarray, cutoffs: Iterable[int] = (5, 10, 20)) -> dict:

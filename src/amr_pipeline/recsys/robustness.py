@@ -42,7 +42,7 @@ from scipy import sparse
 from scipy.special import expit
 
 from amr_pipeline.errors import ConfigurationError
-from amr_pipeline.recsys.metrics import summarise
+from amr_pipeline.recsys.metrics import grouped_candidates, summarise
 from amr_pipeline.recsys.models import FactorModel
 from amr_pipeline.recsys.sampling import NegativeSampler, epoch_rng
 
@@ -68,30 +68,11 @@ class _Candidates:
 
     def __init__(self, candidates: pd.DataFrame, n_items: int):
         self.n_items = int(n_items)
-        for column in ("user_id", "item_id", "is_test"):
-            if column not in candidates:
-                raise ConfigurationError(
-                    f"candidates need a `{column}` column, got {list(candidates.columns)}"
-                )
-        users = candidates["user_id"].to_numpy(np.int64)
-        items = candidates["item_id"].to_numpy(np.int64)
-        is_test = candidates["is_test"].to_numpy(bool)
-        if not len(users):
-            raise ConfigurationError("candidates are empty: rebuild them with data_processing")
+        users, items, is_test, starts = grouped_candidates(candidates)
         if items.min() < 0 or items.max() >= self.n_items:
             raise ConfigurationError(
                 f"candidate item ids must lie in [0, {self.n_items}): rebuild the candidates "
                 "with data_processing for this model's items"
-            )
-        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-        if (users[1:] < users[:-1]).any() or not is_test[starts].all():
-            order = np.lexsort((~is_test, users))
-            users, items, is_test = users[order], items[order], is_test[order]
-            starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-        if not is_test[starts].all() or is_test.sum() != len(starts):
-            raise ConfigurationError(
-                "candidates must hold exactly one is_test row per user: rebuild them with "
-                "data_processing"
             )
         sizes = np.diff(np.r_[starts, len(users)])
         self.users = users[starts]

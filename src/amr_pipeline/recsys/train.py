@@ -461,6 +461,12 @@ def train_bpr(
     best = {"score": -np.inf, "epoch": 0, "model": None}
     start = 0
     saved = store.load() if store is not None else None
+    if saved is not None and str(saved["fingerprint"]) != trainer.fingerprint:
+        logger.warning(
+            "%s: the checkpoint in %s belongs to a different run (data, parameters or initial "
+            "model changed); training from the start and replacing it.", config.model, store.path,
+        )
+        saved = None
     if saved is not None:
         start = _restore(trainer, saved, history, best, store)
         logger.info("%s: resuming after epoch %d from %s", config.model, start, store.path)
@@ -581,11 +587,6 @@ def _model_arrays(model: FactorModel) -> dict[str, np.ndarray]:
 
 
 def _restore(trainer: BPRTrainer, saved: dict, history: list, best: dict, store) -> int:
-    if str(saved["fingerprint"]) != trainer.fingerprint:
-        raise ConfigurationError(
-            f"the checkpoint in {store.path} belongs to a different run (data, parameters or "
-            "initial model changed): delete it or point checkpoint elsewhere"
-        )
     trainer.load_state({k.split("/", 1)[1]: v for k, v in saved.items() if k.startswith("state/")})
     columns = {c: saved[f"history/{c}"] for c in HISTORY_COLUMNS}
     for row in range(len(columns["epoch"])):
