@@ -162,6 +162,13 @@ def mlflow_comparison(url: str, experiment_id: str, run_ids: list[str],
         page.goto(f"{url}/#/compare-runs?{query}")
         page.wait_for_selector("text=Parameters", timeout=60_000)
         page.wait_for_timeout(2000)
+        for close in (page.get_by_role("button", name="Close"), page.get_by_label("Close")):
+            with contextlib.suppress(Exception):
+                close.first.click(timeout=1500)
+        with contextlib.suppress(Exception):
+            page.get_by_text("Show diff only").click(timeout=1500)
+            page.get_by_text("Show diff only").scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=False)
@@ -177,7 +184,7 @@ def main() -> None:
     viz_lineage(build, "amr", images / "kedro_viz_lineage.png")
     mlflow.set_tracking_uri(f"sqlite:///{ROOT / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["amr-pipeline"], order_by=["start_time DESC"],
-                              max_results=2)
+                              filter_string="tags.pipeline = 'amr'", max_results=2)
     if len(runs) >= 2:
         with mlflow_server(ROOT) as url:
             mlflow_comparison(url, runs["experiment_id"].iloc[0], list(runs["run_id"]),

@@ -166,3 +166,17 @@ def test_notebooks_run_against_the_demo_outputs(project, notebook):
     assert all(not cell.get("outputs") for cell in book.cells if cell.cell_type == "code")
     NotebookClient(book, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
+
+
+def test_an_unwritable_tracking_store_still_writes_the_outputs(project):
+    broken = project / "conf" / "broken_tracking"
+    broken.mkdir()
+    (broken / "mlflow.yml").write_text(
+        (project / "conf" / "base" / "mlflow.yml").read_text().replace(
+            "sqlite:///mlflow.db", "sqlite:////nonexistent-folder/mlflow.db")
+    )
+    output = project / "data" / "05_model_input" / "demo" / "train.parquet"
+    output.unlink()
+    result = kedro(project, "run", "--pipeline=data_processing", "--env=broken_tracking")
+    assert "cannot be written" in result.stdout + result.stderr
+    assert output.is_file()

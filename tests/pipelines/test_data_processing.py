@@ -77,3 +77,40 @@ def test_filter_node_reads_thresholds_from_parameters(tiny_demo):
     assert interactions.groupby("user_id").size().min() >= 6
     assert len(users) < 500
     assert isinstance(interactions, pd.DataFrame)
+
+
+@pytest.fixture
+def demo_missing_images(tiny_demo, tmp_path):
+    """The tiny demo with one image deleted and one corrupted."""
+    import shutil
+
+    copy = tmp_path / "demo"
+    shutil.copytree(tiny_demo, copy)
+    names = sorted((copy / "images").iterdir())
+    names[0].unlink()
+    names[1].write_bytes(b"not an image")
+    return copy, {names[0].name, names[1].name}
+
+
+def test_missing_and_unreadable_images_are_reported_in_one_error(demo_missing_images):
+    from amr_pipeline.errors import RawDataError
+
+    folder, broken = demo_missing_images
+    raw = PinterestDumpDataset(path=str(folder)).load()
+    images = ImageFolderDataset(path=str(folder / "images")).load()
+    with pytest.raises(RawDataError) as error:
+        nodes.filter_and_index(*nodes.ingest(raw), images, dict(PARAMETERS))
+    message = str(error.value)
+    assert all(name in message for name in broken)
+    assert "missing file" in message and "unreadable image" in message
+    assert "on_missing_image: drop" in message
+
+
+def test_on_missing_image_drop_leaves_those_items_out(demo_missing_images):
+    folder, broken = demo_missing_images
+    raw = PinterestDumpDataset(path=str(folder)).load()
+    images = ImageFolderDataset(path=str(folder / "images")).load()
+    parameters = dict(PARAMETERS, on_missing_image="drop")
+    interactions, _, items = nodes.filter_and_index(*nodes.ingest(raw), images, parameters)
+    assert not set(items["image"]) & broken
+    assert interactions["item_id"].isin(items["item_id"]).all()
