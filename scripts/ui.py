@@ -12,6 +12,7 @@ import functools
 import http.server
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -124,14 +125,14 @@ def viz_preview(build_dir: Path, dataset: str, pipeline: str = "amr") -> str:
 
 
 @contextlib.contextmanager
-def mlflow_server(project: Path, tracking_uri: str = "sqlite:///mlflow.db"):
-    """``mlflow ui`` on 127.0.0.1 over the project's tracking store; yields its URL."""
+def mlflow_server(project: Path):
+    """``kedro mlflow ui`` on 127.0.0.1 with the project's mlflow.yml (what users run); yields its URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        [sys.executable, "-m", "kedro", "mlflow", "ui", "--host", "127.0.0.1",
+         "--port", str(port)],
         cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_ENABLE_DB_SDK": "false"},
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -146,7 +147,7 @@ def mlflow_server(project: Path, tracking_uri: str = "sqlite:///mlflow.db"):
                 time.sleep(1)
         yield url
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
 
