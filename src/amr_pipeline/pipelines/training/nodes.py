@@ -56,8 +56,7 @@ def train_model(
     initial = None
     if initial_user_factors is not None and initialise_users:
         initial = _initial_model(
-            parameters, initial_user_factors, initial_item_factors, initial_feature_projection,
-            len(items),
+            initial_user_factors, initial_item_factors, initial_feature_projection, len(items)
         )
     features = None if item_features is None else feature_matrix(item_features, items)
     result = train_bpr(
@@ -82,16 +81,14 @@ def train_model(
     }
 
 
-def _initial_model(parameters, user_factors, item_factors, feature_projection, n_items):
-    """The starting point from another model's tables; missing tables start from scratch."""
-    users = FactorModel.from_frames(user_factors, user_factors.rename(columns={"user_id": "item_id"}))
-    items = np.zeros((n_items, users.n_factors), np.float32)
-    projection, scale = None, 1.0
-    if item_factors is not None:
-        start = FactorModel.from_frames(user_factors, item_factors, feature_projection)
-        items[: len(start.item_factors)] = start.item_factors
-        projection, scale = start.feature_projection, start.feature_scale
-    return FactorModel(users.user_factors, items, projection, scale)
+def _initial_model(user_factors, item_factors, feature_projection, n_items):
+    """The starting point from another model's tables (cold items keep q_i = 0)."""
+    if item_factors is None:  # DUIF starts from MF-BPR's p_u only
+        item_factors = user_factors.iloc[:0].rename(columns={"user_id": "item_id"})
+    start = FactorModel.from_frames(user_factors, item_factors, feature_projection)
+    items = np.zeros((n_items, start.n_factors), np.float32)
+    items[: len(start.item_factors)] = start.item_factors
+    return FactorModel(start.user_factors, items, start.feature_projection, start.feature_scale)
 
 
 def history_metrics(history: pd.DataFrame) -> dict:
