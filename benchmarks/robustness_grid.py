@@ -18,6 +18,8 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
+from scale import add_scale_arguments
+
 from amr_pipeline.recsys.models import FactorModel
 from amr_pipeline.recsys.robustness import ATTACKS, evaluate_attacks
 
@@ -69,12 +71,7 @@ def random_model(args, seed):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=83_337)
-    parser.add_argument("--items", type=int, default=299_555)
-    parser.add_argument("--pairs", type=int, default=620_000)
-    parser.add_argument("--dims", type=int, default=2048)
-    parser.add_argument("--factors", type=int, default=64)
-    parser.add_argument("--candidates", type=int, default=1000)
+    add_scale_arguments(parser)
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.2, 0.5])
     parser.add_argument("--pgd-steps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)

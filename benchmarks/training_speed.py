@@ -19,6 +19,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from scale import add_scale_arguments
+
 from amr_pipeline.recsys.metrics import rank_candidates
 from amr_pipeline.recsys.train import BPRTrainer, TrainConfig
 
@@ -71,14 +73,9 @@ def scoring_seconds(n_users, n_items, n_candidates, factors, seed):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=83_337)
-    parser.add_argument("--items", type=int, default=299_555)
-    parser.add_argument("--pairs", type=int, default=620_000)
-    parser.add_argument("--dims", type=int, default=2048)
-    parser.add_argument("--factors", type=int, default=64)
+    add_scale_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after a warm-up one")
-    parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--skip-cornac", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
