@@ -23,14 +23,21 @@ MLFLOW_PLUGIN = "kedro-mlflow"
 
 
 class MlflowRunHooks:
-    """Tags the MLflow run; disables tracking cleanly when its store is unwritable."""
+    """kedro-mlflow's hook behind a check of the tracking store, plus run tags.
+
+    ``settings.DISABLE_HOOKS_FOR_PLUGINS`` keeps kedro-mlflow from registering its hook itself;
+    this class forwards every hook to it once the store is known to be writable, so an
+    unwritable store never reaches MLflow's own setup.
+    """
 
     def __init__(self) -> None:
         self._tags: dict[str, str] = {}
-        self._tracking_ok = True
+        self._mlflow = None
 
-    @hook_impl(tryfirst=True)
+    @hook_impl
     def after_context_created(self, context) -> None:
+        from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
+
         settings = _mlflow_settings(context)
         uri = settings.get("server", {}).get("mlflow_tracking_uri") or "sqlite:///mlflow.db"
         problem = tracking_store_problem(uri, Path(context.project_path))
@@ -40,31 +47,53 @@ class MlflowRunHooks:
             "git_commit": _git_commit(Path(context.project_path)),
         }
         if problem:
-            self._tracking_ok = False
+            self._mlflow = None
             logger.error(
                 "MLflow tracking store %s cannot be written (%s): this run is NOT tracked in "
                 "MLflow. Models and reports are still written to data/. Fix the path or "
                 "permissions of mlflow_tracking_uri in conf/base/mlflow.yml.",
                 uri, problem,
             )
-            manager = context._hook_manager
-            for name, plugin in list(manager.list_name_plugin()):
-                if type(plugin).__module__.startswith("kedro_mlflow"):
-                    manager.unregister(plugin=plugin)
+            return
+        self._mlflow = MlflowHook()
+        self._mlflow.after_context_created(context)
 
-    @hook_impl(trylast=True)
+    @hook_impl
+    def after_catalog_created(self, catalog, conf_catalog, conf_creds, parameters, save_version,
+                              load_versions) -> None:
+        if self._mlflow is not None:
+            self._mlflow.after_catalog_created(catalog, conf_catalog, conf_creds, parameters,
+                                               save_version, load_versions)
+
+    @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
-        if not self._tracking_ok:
+        if self._mlflow is None:
             for name in pipeline.datasets():
                 dataset = catalog.get(name)
                 if type(dataset).__name__.startswith("Mlflow"):
                     dataset._logging_activated = False
             return
+        self._mlflow.before_pipeline_run(run_params, pipeline, catalog)
         if mlflow.active_run() is not None:
             pipelines = run_params.get("pipeline_names") or run_params.get("pipeline_name")
             if isinstance(pipelines, (list, tuple)):
                 pipelines = "+".join(pipelines)
             mlflow.set_tags({**self._tags, "pipeline": pipelines or "__default__"})
+
+    @hook_impl
+    def before_node_run(self, node, catalog, inputs, is_async) -> None:
+        if self._mlflow is not None:
+            self._mlflow.before_node_run(node, catalog, inputs, is_async)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        if self._mlflow is not None:
+            self._mlflow.after_pipeline_run(run_params, pipeline, catalog)
+
+    @hook_impl
+    def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:
+        if self._mlflow is not None:
+            self._mlflow.on_pipeline_error(error, run_params, pipeline, catalog)
 
 
 def tracking_store_problem(uri: str, project_path: Path) -> str | None:

@@ -15,3 +15,5 @@ CONFIG_LOADER_ARGS = {
 from amr_pipeline.hooks import MlflowRunHooks  # noqa: E402
 
 HOOKS = (MlflowRunHooks(),)
+# kedro-mlflow's hook runs behind MlflowRunHooks, which first checks the tracking store.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
