@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
-from amr_pipeline.vision import resnet
+from amr_pipeline.vision import quantization, resnet
 
 SIZE = 32
 COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 220, 40), (40, 40, 40)]
@@ -53,7 +53,8 @@ def _items(count: int = 6, extra=()) -> pd.DataFrame:
 
 
 def _extract(items, folder, cache=None, **kwargs):
-    settings = {"weights": "random", "seed": 3, "image_size": SIZE, "batch_size": 4}
+    settings = {"weights": "random", "seed": 3, "image_size": SIZE, "batch_size": 4,
+                "precision": "float32", "engine": "tensorflow"}
     return resnet.extract_item_features(items, folder, cache, **{**settings, **kwargs})
 
 
@@ -224,7 +225,10 @@ def test_missing_and_corrupt_images_are_reported_together(folder, tmp_path):
 
 
 def test_invalid_parameters_raise_configuration_error(folder):
-    for bad in [{"on_missing_image": "skip"}, {"precision": "float16"}, {"image_size": 16}]:
+    for bad in [{"on_missing_image": "skip"}, {"precision": "float16"}, {"image_size": 16},
+                {"engine": "onnx"}, {"precision": "int8", "engine": "tensorflow"},
+                {"precision": "bfloat16", "engine": "openvino"}, {"min_cosine": 0},
+                {"min_cosine": 1.5}, {"calibration_images": 0}, {"validation_images": 0}]:
         with pytest.raises(ConfigurationError):
             _extract(_items(1), folder, **bad)
 
@@ -285,3 +289,78 @@ def test_cache_key_follows_file_and_settings(folder, tmp_path, counting):
     _draw(1).save(image)
     _extract(_items(1), tmp_path, cache)
     assert counting.builds == 3 and len(cache) == 3
+
+
+# --------------------------------------------------------------------------- OpenVINO, int8
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    """24 varied images: int8 is calibrated on some and validated on others."""
+    root = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(1)
+    for index in range(24):
+        picture = np.asarray(_draw(index, 48), np.float64) + rng.normal(0, 12, (48, 58, 3))
+        Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).save(root / f"item{index}.png")
+    return root
+
+
+def _int8(items, folder, cache=None, **kwargs):
+    settings = {"precision": "int8", "engine": "openvino", "calibration_images": 12,
+                "validation_images": 8}
+    return _extract(items, folder, cache, **{**settings, **kwargs})
+
+
+def test_openvino_float32_equals_tensorflow_float32(folder):
+    tensorflow = _extract(_items(), folder)[0].features
+    openvino = _extract(_items(), folder, engine="openvino")[0].features
+    np.testing.assert_allclose(openvino, tensorflow, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_agrees_with_float32_and_is_kept_for_resumed_runs(mixed_folder, tmp_path, caplog):
+    items = _items(24)
+    reference = _extract(items, mixed_folder)[0].features
+    cache = resnet.FeatureCache(tmp_path / "cache")
+    with caplog.at_level("INFO", logger="amr_pipeline.vision.resnet"):
+        first = _int8(items.head(16), mixed_folder, cache)[0]
+    assert "OpenVINO int8" in caplog.text and "using float32 instead" not in caplog.text
+    models = list((tmp_path / "cache" / "models").glob("*.xml"))
+    assert len(models) == 1 and models[0].with_suffix(".bin").is_file()
+    cosine = quantization.cosine_per_item(first.features, reference[:16])
+    assert cosine.min() >= 0.999
+    assert np.abs(first.features - reference[:16]).max() > 1e-6, "int8 is not float32"
+    # A resumed run with more items reuses the stored network: the first 16 come from the
+    # feature cache, the new 8 from the same quantisation.
+    resumed = _int8(items, mixed_folder, cache)[0]
+    np.testing.assert_array_equal(resumed.features[:16], first.features)
+    stored = quantization.OpenVinoFeatures(quantization.load_model(models[0]))
+    pixels = np.stack([resnet.load_image(mixed_folder / f"item{i}.png", SIZE)
+                       for i in range(16, 24)])
+    np.testing.assert_allclose(resumed.features[16:], stored(pixels), rtol=1e-5, atol=1e-5)
+
+
+def test_int8_calibration_is_deterministic(mixed_folder):
+    first = _int8(_items(10), mixed_folder)[0].features
+    again = _int8(_items(10), mixed_folder)[0].features
+    np.testing.assert_array_equal(first, again)
+
+
+def test_int8_below_the_bound_falls_back_to_float32_with_a_warning(mixed_folder, tmp_path,
+                                                                  caplog):
+    cache = resnet.FeatureCache(tmp_path / "cache")
+    with caplog.at_level("WARNING"):
+        features = _int8(_items(10), mixed_folder, cache, min_cosine=1.0)[0].features
+    assert "below the bound min_cosine=1.0: using float32 instead" in caplog.text
+    assert not (tmp_path / "cache" / "models").exists(), "a rejected network is not kept"
+    reference = _extract(_items(10), mixed_folder)[0].features
+    np.testing.assert_allclose(features, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_damaged_stored_int8_network_names_the_file_and_the_fix(mixed_folder, tmp_path):
+    cache = resnet.FeatureCache(tmp_path / "cache")
+    _int8(_items(4), mixed_folder, cache)
+    stored = next((tmp_path / "cache" / "models").glob("*.xml"))
+    stored.write_text("<net> not a model")
+    with pytest.raises(ConfigurationError, match="delete it") as raised:
+        _int8(_items(8), mixed_folder, cache)
+    assert str(stored) in str(raised.value)

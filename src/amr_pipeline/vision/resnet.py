@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,17 +37,22 @@ from amr_pipeline.readers.features import ItemFeatures, check_on_missing, format
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "Extractor",
     "FeatureCache",
     "ImageFolder",
     "ItemFeatures",
     "ResNet50Features",
+    "build_extractor",
     "build_resnet50",
+    "check_mode",
     "extract_item_features",
     "load_image",
     "weights_identity",
 ]
 
 PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16}
+FEATURE_PRECISIONS = ("int8", "float32", "bfloat16")
+ENGINES = ("openvino", "tensorflow")
 IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_WEIGHTS_FILE
@@ -287,6 +292,10 @@ class FeatureCache:
         text = f"{name}\0{size}\0{mtime_ns}\0{weights_id}\0{image_size}\0{precision}"
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
+    def model_path(self, name: str) -> Path:
+        """Where a network derived for this cache (the int8 ResNet-50) is kept."""
+        return self.directory / "models" / f"{name}.xml"
+
     def _shards(self) -> list[Path]:
         return sorted(self.directory.glob("shard-*.npz")) if self.directory.is_dir() else []
 
@@ -360,6 +369,126 @@ def _decoded_batches(folder: ImageFolder, names: list[str], image_size: int, bat
     )
 
 
+@dataclass(frozen=True)
+class Extractor:
+    """A built feature network: ``forward(uint8 images (n, s, s, 3)) -> float32 (n, D)``.
+
+    ``tag`` is the precision part of the feature-cache key: ``float32``, ``bfloat16`` or
+    ``int8-<hash of the quantised model>``.
+    """
+
+    forward: Callable[[np.ndarray], np.ndarray]
+    tag: str
+    description: str
+
+    def __call__(self, images) -> np.ndarray:
+        return self.forward(images)
+
+
+def check_mode(precision: str, engine: str) -> None:
+    """Raise :class:`ConfigurationError` for an unknown or unsupported precision/engine pair."""
+    if precision not in FEATURE_PRECISIONS:
+        raise ConfigurationError(
+            f"precision must be one of {FEATURE_PRECISIONS}, got {precision!r}."
+        )
+    if engine not in ENGINES:
+        raise ConfigurationError(f"engine must be one of {ENGINES}, got {engine!r}.")
+    if precision == "int8" and engine != "openvino":
+        raise ConfigurationError(
+            "precision int8 runs on the openvino engine: set engine: openvino, or choose "
+            "precision float32 or bfloat16 for engine: tensorflow."
+        )
+    if precision == "bfloat16" and engine != "tensorflow":
+        raise ConfigurationError(
+            "precision bfloat16 runs on the tensorflow engine: set engine: tensorflow, or "
+            "choose precision int8 or float32 for engine: openvino."
+        )
+
+
+def build_extractor(
+    weights: str = "imagenet",
+    seed: int = 0,
+    image_size: int = 224,
+    precision: str = "int8",
+    engine: str = "openvino",
+    *,
+    calibration: np.ndarray | None = None,
+    validation: np.ndarray | None = None,
+    model_path: str | Path | None = None,
+    min_cosine: float = 0.999,
+) -> Extractor:
+    """The ResNet-50 feature network in the requested precision and engine.
+
+    ``engine="tensorflow"`` runs :class:`ResNet50Features` (float32 or bfloat16);
+    ``engine="openvino"`` runs the same folded graph through OpenVINO, in float32 or in int8.
+
+    int8: the network is quantised with ``calibration`` images (uint8, ``(n, s, s, 3)``), or
+    read from ``model_path`` when a quantised model was saved there; a newly quantised model is
+    saved there only once it has passed the check. The check compares int8 and float32 features
+    of the ``validation`` images: when any cosine similarity is below ``min_cosine``, a warning
+    says so and the float32 network is used instead (tag ``float32``).
+    """
+    check_mode(precision, engine)
+    network = ResNet50Features(weights, seed, image_size,
+                               "bfloat16" if precision == "bfloat16" else "float32")
+    if engine == "tensorflow":
+        return Extractor(network, precision, f"TensorFlow {precision}")
+    from amr_pipeline.vision import quantization
+
+    full = quantization.OpenVinoFeatures(quantization.openvino_model(network._forward))
+    float32 = Extractor(full, "float32", "OpenVINO float32")
+    if precision == "float32":
+        return float32
+    model_path = Path(model_path) if model_path is not None else None
+    stored = model_path is not None and model_path.is_file()
+    if stored:
+        model = quantization.load_model(model_path)
+        origin = f"read from {model_path}"
+    elif calibration is None or len(calibration) == 0:
+        logger.warning("No readable image to calibrate int8 with: using float32 instead.")
+        return float32
+    else:
+        model = quantization.quantize(full.model, calibration)
+        origin = f"calibrated on {len(calibration)} item images"
+    reduced = quantization.OpenVinoFeatures(model)
+    if validation is None or len(validation) == 0:
+        validation = calibration
+    if validation is None or len(validation) == 0:
+        raise ConfigurationError("int8 needs at least one validation image to check it against "
+                                 "float32.")
+    cosine = quantization.cosine_per_item(reduced(validation), full(validation))
+    if cosine.min() < min_cosine:
+        logger.warning(
+            "ResNet-50 int8 (%s) agrees with float32 only to a cosine of %.6f (mean %.6f) on "
+            "%d validation images, below the bound min_cosine=%s: using float32 instead. "
+            "Lower min_cosine only if that accuracy is acceptable.",
+            origin, cosine.min(), cosine.mean(), len(validation), min_cosine,
+        )
+        return float32
+    if not stored and model_path is not None:
+        quantization.save_model(model, model_path)
+    identity = (quantization.model_identity(model_path) if model_path is not None
+                else f"unsaved-{uuid.uuid4().hex[:8]}")
+    logger.info("ResNet-50 int8 (OpenVINO, %s): cosine with float32 on %d validation images "
+                "min %.6f, mean %.6f (bound %s)", origin, len(validation), cosine.min(),
+                cosine.mean(), min_cosine)
+    return Extractor(reduced, f"int8-{identity}", "OpenVINO int8")
+
+
+def _decode_sample(folder: ImageFolder, names: list[str], count: int, image_size: int,
+                   seed: int) -> np.ndarray:
+    """Up to ``count`` readable images, in a seeded random order (unreadable ones skipped)."""
+    images = []
+    for index in np.random.default_rng(int(seed)).permutation(len(names)):
+        if len(images) == count:
+            break
+        try:
+            images.append(load_image(folder.path(names[index]), image_size))
+        except Exception:
+            continue
+    return np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
+
+
 def extract_item_features(
     items: pd.DataFrame,
     images: ImageFolder | str | Path,
@@ -369,7 +498,11 @@ def extract_item_features(
     seed: int = 0,
     image_size: int = 224,
     batch_size: int = 8,
-    precision: str = "float32",
+    precision: str = "int8",
+    engine: str = "openvino",
+    calibration_images: int = 128,
+    validation_images: int = 32,
+    min_cosine: float = 0.999,
     on_missing_image: str = "fail",
     shard_size: int = 1024,
 ) -> tuple[ItemFeatures, pd.DataFrame]:
@@ -380,10 +513,16 @@ def extract_item_features(
         images: the image folder.
         cache: feature store; rows found there (same file name, size, mtime, weights,
             image size and precision) are not recomputed, new rows are flushed every
-            ``shard_size`` images, so an interrupted run resumes where it stopped.
-        weights, seed, image_size: see :func:`build_resnet50`.
+            ``shard_size`` images, so an interrupted run resumes where it stopped. It also
+            keeps the int8 network, so a resumed run uses the same quantisation.
+        weights, seed, image_size: see :func:`build_resnet50`; ``seed`` also draws the
+            calibration and validation images.
         batch_size: images per forward pass (on a 2-core CPU: 8 at 224 px, 32 at 64 px).
-        precision: ``"float32"`` or ``"bfloat16"`` convolutions.
+        precision, engine: ``int8`` (``openvino``), ``float32`` (``openvino`` or
+            ``tensorflow``) or ``bfloat16`` (``tensorflow``); see :func:`build_extractor`.
+        calibration_images, validation_images, min_cosine: int8 is calibrated on that many
+            item images and used only if, on that many others, every feature has a cosine
+            similarity of at least ``min_cosine`` with float32; otherwise float32 is used.
         on_missing_image: missing and unreadable/corrupt image files are collected into one
             report. ``"fail"`` raises :class:`RawDataError` listing them (features of the
             readable ones are cached first); ``"drop"`` logs the list and leaves those items out.
@@ -393,14 +532,16 @@ def extract_item_features(
         frame ``item_id, image, reason`` of the items left out (empty when none).
     """
     check_on_missing(on_missing_image, "on_missing_image")
-    if precision not in PRECISIONS:
-        raise ConfigurationError(
-            f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}."
-        )
+    check_mode(precision, engine)
     if int(batch_size) < 1:
         raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if int(image_size) < MIN_IMAGE_SIZE:
         raise ConfigurationError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}.")
+    if int(calibration_images) < 1 or int(validation_images) < 1:
+        raise ConfigurationError("calibration_images and validation_images must be at least 1, "
+                                 f"got {calibration_images!r} and {validation_images!r}.")
+    if not 0.0 < float(min_cosine) <= 1.0:
+        raise ConfigurationError(f"min_cosine must be in (0, 1], got {min_cosine!r}.")
     missing_columns = {"item_id", "image"} - set(items.columns)
     if missing_columns:
         raise ConfigurationError(f"items table lacks column(s) {sorted(missing_columns)}.")
@@ -410,28 +551,57 @@ def extract_item_features(
     weights_id = weights_identity(weights, seed)
 
     problems: dict[int, str] = {}
-    keys: list[str | None] = []
+    files: dict[int, tuple[int, int]] = {}
     for index, name in enumerate(names):
         status = folder.stat(name) if name else None
         if status is None:
             problems[index] = "missing file" if name else "no image file name"
-            keys.append(None)
         else:
-            keys.append(FeatureCache.key(name, status.st_size, status.st_mtime_ns, weights_id,
-                                         int(image_size), precision))
-    readable = np.array([key is not None for key in keys], bool)
-    rows: dict[int, np.ndarray] = {}
-    if cache is not None and readable.any():
-        candidates = np.flatnonzero(readable)
-        found, cached = cache.lookup([keys[i] for i in candidates])
-        rows.update(zip(candidates[found].tolist(), cached if cached is not None else []))
-    todo = [i for i in np.flatnonzero(readable).tolist() if i not in rows]
-    logger.info("Item image features: %d items, %d from cache, %d to compute (%s, %dpx, %s)",
-                len(items), len(rows), len(todo), weights_id, image_size, precision)
+            files[index] = (status.st_size, status.st_mtime_ns)
+    model_path = (cache.model_path(f"resnet50-int8-{weights_id}-{int(image_size)}px")
+                  if cache is not None and precision == "int8" else None)
+
+    def keys(tag: str) -> dict[int, str]:
+        return {index: FeatureCache.key(names[index], size, mtime, weights_id, int(image_size),
+                                        tag) for index, (size, mtime) in files.items()}
+
+    def cached(tag: str | None) -> dict[int, np.ndarray]:
+        if cache is None or tag is None or not files:
+            return {}
+        candidates = np.fromiter(files, np.int64)
+        found, rows = cache.lookup(list(keys(tag).values()))
+        return dict(zip(candidates[found].tolist(), rows if rows is not None else []))
+
+    tag = precision
+    if precision == "int8":
+        from amr_pipeline.vision.quantization import model_identity
+
+        tag = (f"int8-{model_identity(model_path)}"
+               if model_path is not None and model_path.is_file() else None)
+    rows = cached(tag)
+    todo = [index for index in files if index not in rows]
+    logger.info("Item image features: %d items, %d from cache, %d to compute (%s, %dpx, %s, %s)",
+                len(items), len(rows), len(todo), weights_id, image_size, precision, engine)
     if todo:
-        rows.update(_compute(folder, [names[i] for i in todo], todo, [keys[i] for i in todo],
-                             cache, weights, seed, int(image_size), int(batch_size), precision,
-                             int(shard_size), problems))
+        sample = {}
+        if precision == "int8":
+            stored = model_path is not None and model_path.is_file()
+            count = int(validation_images) + (0 if stored else int(calibration_images))
+            decoded = _decode_sample(folder, [names[i] for i in todo], count, int(image_size),
+                                     seed)
+            split = 0 if stored else min(int(calibration_images), len(decoded))
+            sample = {"calibration": decoded[:split], "validation": decoded[split:],
+                      "model_path": model_path, "min_cosine": float(min_cosine)}
+        extractor = build_extractor(weights, seed, int(image_size), precision, engine, **sample)
+        if extractor.tag != tag:
+            rows = cached(extractor.tag)
+            todo = [index for index in files if index not in rows]
+        logger.info("Computing %d item features with ResNet-50, %s", len(todo),
+                    extractor.description)
+        todo_keys = keys(extractor.tag)
+        rows.update(_compute(extractor, folder, [names[i] for i in todo], todo,
+                             [todo_keys[i] for i in todo], cache, int(image_size),
+                             int(batch_size), int(shard_size), problems))
 
     report = pd.DataFrame(
         {"item_id": item_ids[sorted(problems)].astype(np.int64),
@@ -454,10 +624,9 @@ def extract_item_features(
     return ItemFeatures(item_ids[keep], features), report
 
 
-def _compute(folder, names, indices, keys, cache, weights, seed, image_size, batch_size,
-             precision, shard_size, problems) -> dict[int, np.ndarray]:
-    """Run the network over ``names``; record decode failures in ``problems``."""
-    extractor = ResNet50Features(weights, seed, image_size, precision)
+def _compute(extractor, folder, names, indices, keys, cache, image_size, batch_size,
+             shard_size, problems) -> dict[int, np.ndarray]:
+    """Run ``extractor`` over ``names``; record decode failures in ``problems``."""
     failures: dict[int, str] = {}
     computed: dict[int, np.ndarray] = {}
     pending_keys: list[str] = []
@@ -474,7 +643,7 @@ def _compute(folder, names, indices, keys, cache, weights, seed, image_size, bat
         with tqdm(total=len(names), unit="img", desc="ResNet-50 features", mininterval=1) as bar:
             for batch, ok in _decoded_batches(folder, names, image_size, batch_size, failures):
                 ok = ok.numpy()
-                output = extractor(batch) if ok.any() else None
+                output = extractor(batch.numpy()) if ok.any() else None
                 for offset in np.flatnonzero(ok):
                     position = start + int(offset)
                     computed[indices[position]] = output[offset]

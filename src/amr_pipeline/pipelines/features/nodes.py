@@ -26,6 +26,10 @@ def build_item_features(
         image_size=parameters["image_size"],
         batch_size=parameters["batch_size"],
         precision=parameters["precision"],
+        engine=parameters["engine"],
+        calibration_images=parameters["calibration_images"],
+        validation_images=parameters["validation_images"],
+        min_cosine=parameters["min_cosine"],
         on_missing_image=parameters["on_missing_image"],
     )
     return features
