@@ -257,6 +257,17 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert seen == [1, 2, 3, 4], "a checkpoint of other parameters must not be resumed"
     _assert_same_model(fresh.model, train_bpr(train, 40, 200, **other).model, atol=1e-6)
 
+    seen.clear()
+    train_bpr(train, 40, 200, checkpoint=tmp_path,
+              on_epoch_end=lambda epoch, record: seen.append(epoch), **other)
+    assert seen == [], "the finished run is resumed, not repeated"
+    features = features.copy()
+    features[7, 3] += 1e-3
+    changed = {**other, "features": features}
+    train_bpr(train, 40, 200, checkpoint=tmp_path,
+              on_epoch_end=lambda epoch, record: seen.append(epoch), **changed)
+    assert seen == [1, 2, 3, 4], "a checkpoint trained on other image features must not be resumed"
+
 
 def test_checkpoint_store_writes_atomically(tmp_path):
     store = CheckpointStore(tmp_path / "run")

@@ -200,7 +200,7 @@ class BPRTrainer:
             self.scale = feature_scale(features, config.feature_scaling)
             self.features = tf.convert_to_tensor(np.ascontiguousarray(features, np.float32))
         self._build_variables(initial)
-        self.fingerprint = self._fingerprint(users, items)
+        self.fingerprint = self._fingerprint(users, items, features)
         self._epoch_fn = tf.function(
             self._epoch_graph,
             input_signature=[tf.TensorSpec([None], tf.int32)] * 3 + [tf.TensorSpec([], tf.int64)],
@@ -280,7 +280,10 @@ class BPRTrainer:
             projection, self.scale,
         )
 
-    def _fingerprint(self, users: np.ndarray, items: np.ndarray) -> str:
+    def _fingerprint(self, users: np.ndarray, items: np.ndarray,
+                     features: np.ndarray | None) -> str:
+        """Identity of a run: settings, training pairs, initial tables and the features c_i
+        (re-extracted features must not resume a model trained on the old ones)."""
         settings = dataclasses.asdict(self.config)
         for name in ("epochs", "eval_every", "checkpoint_every"):
             settings.pop(name)
@@ -289,6 +292,10 @@ class BPRTrainer:
         digest.update(np.sort(users * self.n_items + items).tobytes())
         for value in self.state().values():
             digest.update(zlib.crc32(value.tobytes()).to_bytes(4, "little"))
+        if self.config.uses_features:
+            matrix = np.ascontiguousarray(features, np.float32)
+            digest.update(f"{matrix.shape}".encode())
+            digest.update(zlib.crc32(memoryview(matrix).cast("B")).to_bytes(4, "little"))
         return digest.hexdigest()
 
     # ----------------------------------------------------------------- maths

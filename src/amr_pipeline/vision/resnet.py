@@ -8,8 +8,9 @@ runs through the network.
 
 Inference runs a compiled form of the Keras model: every BatchNormalization (inference mode) is
 folded into the convolution before it, so each layer is one fused conv + bias (+ add) + ReLU.
-The result equals ``model.predict`` up to float32 rounding, with less CPU time per image
-(``benchmarks/feature_extraction.py`` measures it).
+That graph runs on TensorFlow (float32, bfloat16) or OpenVINO (float32, and by default int8,
+see :mod:`amr_pipeline.vision.quantization`); float32 equals ``model.predict`` up to rounding
+(``benchmarks/feature_extraction.py`` measures speed and agreement of every mode).
 """
 
 from __future__ import annotations
