@@ -118,6 +118,9 @@ def test_mlflow_holds_metrics_params_tags_and_artifacts(project):
             assert f"metrics.{model}.hr_at_{cutoff}" in run
             assert f"metrics.{model}.ndcg_at_{cutoff}" in run
     assert "metrics.vbpr.robust.fgm_train.eps_0.1.ndcg_at_10" in run
+    assert run["metrics.features.int8"] == 1.0, "the demo's features are int8"
+    assert run["metrics.features.int8_min_cosine"] >= 0.999
+    assert run["metrics.features.computed"] == run["metrics.features.items"]
     assert run["tags.dataset"] == "demo"
     assert run["tags.pipeline"] == "__default__"
     assert run["params.training.amr.epsilon"] == "0.1"

@@ -99,7 +99,7 @@ def test_centre_crop_keeps_the_middle(tmp_path):
 
 
 def test_features_are_finite_2048_float32_and_equal_keras_predict(folder):
-    features, problems = _extract(_items(), folder)
+    features, problems, _ = _extract(_items(), folder)
     assert problems.empty
     assert features.item_ids.tolist() == list(range(6))
     assert features.features.shape == (6, 2048) and features.features.dtype == np.float32
@@ -218,7 +218,7 @@ def test_missing_and_corrupt_images_are_reported_together(folder, tmp_path):
     for text in ["4 of 5", "item 1: broken.jpg", "item 2: gone.jpg (missing file)",
                  "item 3: cut.png", "on_missing_image: drop"]:
         assert text in message
-    features, problems = _extract(items, tmp_path, on_missing_image="drop")
+    features, problems, _ = _extract(items, tmp_path, on_missing_image="drop")
     assert features.item_ids.tolist() == [0] and features.features.shape == (1, 2048)
     assert problems["item_id"].tolist() == [1, 2, 3, 4]
     assert problems["reason"].str.startswith("unreadable").tolist() == [True, False, True, False]

@@ -19,10 +19,12 @@ import hashlib
 import logging
 import os
 import stat
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Extractor",
     "FeatureCache",
+    "FeatureExtraction",
     "ImageFolder",
     "ItemFeatures",
     "ResNet50Features",
@@ -375,12 +378,14 @@ class Extractor:
     """A built feature network: ``forward(uint8 images (n, s, s, 3)) -> float32 (n, D)``.
 
     ``tag`` is the precision part of the feature-cache key: ``float32``, ``bfloat16`` or
-    ``int8-<hash of the quantised model>``.
+    ``int8-<hash of the quantised model>``; ``check`` holds the int8-against-float32 cosine
+    figures when int8 was checked (whether it passed or not).
     """
 
     forward: Callable[[np.ndarray], np.ndarray]
     tag: str
     description: str
+    check: dict[str, float] = field(default_factory=dict)
 
     def __call__(self, images) -> np.ndarray:
         return self.forward(images)
@@ -458,6 +463,8 @@ def build_extractor(
         raise ConfigurationError("int8 needs at least one validation image to check it against "
                                  "float32.")
     cosine = quantization.cosine_per_item(reduced(validation), full(validation))
+    check = {"int8_min_cosine": float(cosine.min()), "int8_mean_cosine": float(cosine.mean()),
+             "int8_validation_images": float(len(validation))}
     if cosine.min() < min_cosine:
         logger.warning(
             "ResNet-50 int8 (%s) agrees with float32 only to a cosine of %.6f (mean %.6f) on "
@@ -465,7 +472,7 @@ def build_extractor(
             "Lower min_cosine only if that accuracy is acceptable.",
             origin, cosine.min(), cosine.mean(), len(validation), min_cosine,
         )
-        return float32
+        return replace(float32, check=check)
     if not stored and model_path is not None:
         quantization.save_model(model, model_path)
     identity = (quantization.model_identity(model_path) if model_path is not None
@@ -473,7 +480,7 @@ def build_extractor(
     logger.info("ResNet-50 int8 (OpenVINO, %s): cosine with float32 on %d validation images "
                 "min %.6f, mean %.6f (bound %s)", origin, len(validation), cosine.min(),
                 cosine.mean(), min_cosine)
-    return Extractor(reduced, f"int8-{identity}", "OpenVINO int8")
+    return Extractor(reduced, f"int8-{identity}", "OpenVINO int8", check)
 
 
 def _decode_sample(folder: ImageFolder, names: list[str], count: int, image_size: int,
@@ -488,6 +495,17 @@ def _decode_sample(folder: ImageFolder, names: list[str], count: int, image_size
         except Exception:
             continue
     return np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
+
+
+class FeatureExtraction(NamedTuple):
+    """What :func:`extract_item_features` returns."""
+
+    features: ItemFeatures
+    problems: pd.DataFrame
+    """``item_id, image, reason`` of the items left out (empty when none)."""
+    summary: dict[str, float]
+    """Counts (``items``, ``from_cache``, ``computed``, ``left_out``), ``int8`` (1 when the
+    computed features are int8), ``images_per_second`` and the int8 check's cosines."""
 
 
 def extract_item_features(
@@ -506,7 +524,7 @@ def extract_item_features(
     min_cosine: float = 0.999,
     on_missing_image: str = "fail",
     shard_size: int = 1024,
-) -> tuple[ItemFeatures, pd.DataFrame]:
+) -> FeatureExtraction:
     """ResNet-50 features of every item image (2048-d, float32), resuming from ``cache``.
 
     Args:
@@ -529,8 +547,8 @@ def extract_item_features(
             readable ones are cached first); ``"drop"`` logs the list and leaves those items out.
 
     Returns:
-        ``(ItemFeatures, problems)``: features of the readable items in table order, and a
-        frame ``item_id, image, reason`` of the items left out (empty when none).
+        :class:`FeatureExtraction`: the features of the readable items in table order, the
+        items left out, and a summary of the run (for MLflow).
     """
     check_on_missing(on_missing_image, "on_missing_image")
     check_mode(precision, engine)
@@ -581,6 +599,7 @@ def extract_item_features(
                if model_path is not None and model_path.is_file() else None)
     rows = cached(tag)
     todo = [index for index in files if index not in rows]
+    summary = {"from_cache": float(len(rows)), "computed": 0.0}
     logger.info("Item image features: %d items, %d from cache, %d to compute (%s, %dpx, %s, %s)",
                 len(items), len(rows), len(todo), weights_id, image_size, precision, engine)
     if todo:
@@ -600,9 +619,15 @@ def extract_item_features(
         logger.info("Computing %d item features with ResNet-50, %s", len(todo),
                     extractor.description)
         todo_keys = keys(extractor.tag)
-        rows.update(_compute(extractor, folder, [names[i] for i in todo], todo,
-                             [todo_keys[i] for i in todo], cache, int(image_size),
-                             int(batch_size), int(shard_size), problems))
+        summary.update(extractor.check, from_cache=float(len(rows)),
+                       int8=float(extractor.tag.startswith("int8")))
+        start = time.perf_counter()
+        computed = _compute(extractor, folder, [names[i] for i in todo], todo,
+                            [todo_keys[i] for i in todo], cache, int(image_size),
+                            int(batch_size), int(shard_size), problems)
+        rows.update(computed)
+        summary["computed"] = float(len(computed))
+        summary["images_per_second"] = len(todo) / max(time.perf_counter() - start, 1e-9)
 
     report = pd.DataFrame(
         {"item_id": item_ids[sorted(problems)].astype(np.int64),
@@ -622,7 +647,8 @@ def extract_item_features(
     keep = sorted(rows)
     features = (np.stack([rows[i] for i in keep]).astype(np.float32, copy=False) if keep
                 else np.zeros((0, 0), np.float32))
-    return ItemFeatures(item_ids[keep], features), report
+    summary.update(items=float(len(items)), left_out=float(len(problems)))
+    return FeatureExtraction(ItemFeatures(item_ids[keep], features), report, summary)
 
 
 def _compute(extractor, folder, names, indices, keys, cache, image_size, batch_size,

@@ -10,26 +10,32 @@ from amr_pipeline.vision.resnet import extract_item_features
 
 def build_item_features(
     items: pd.DataFrame, image_source, feature_cache, parameters: dict
-) -> ItemFeatures:
+) -> tuple[ItemFeatures, dict]:
     """Features for every item of ``items``: extracted from its image with ResNet-50 (resuming
     from ``feature_cache``), or looked up by raw id when the environment's ``image_source`` is a
-    precomputed feature file (Amazon ``.b``, ``.npy``)."""
+    precomputed feature file (Amazon ``.b``, ``.npy``). Also returns the run's figures as MLflow
+    metrics (items, cached/computed counts, images/s, whether int8 was used and its check)."""
     if isinstance(image_source, RawFeatures):
-        features, _ = map_features_to_items(items, image_source, parameters["on_missing_image"])
-        return features
-    features, _ = extract_item_features(
-        items,
-        image_source,
-        feature_cache,
-        weights=parameters["weights"],
-        seed=parameters["seed"],
-        image_size=parameters["image_size"],
-        batch_size=parameters["batch_size"],
-        precision=parameters["precision"],
-        engine=parameters["engine"],
-        calibration_images=parameters["calibration_images"],
-        validation_images=parameters["validation_images"],
-        min_cosine=parameters["min_cosine"],
-        on_missing_image=parameters["on_missing_image"],
-    )
-    return features
+        features, report = map_features_to_items(
+            items, image_source, parameters["on_missing_image"]
+        )
+        summary = {"items": len(items), "imported": len(features.item_ids),
+                   "left_out": len(report)}
+    else:
+        features, _, summary = extract_item_features(
+            items,
+            image_source,
+            feature_cache,
+            weights=parameters["weights"],
+            seed=parameters["seed"],
+            image_size=parameters["image_size"],
+            batch_size=parameters["batch_size"],
+            precision=parameters["precision"],
+            engine=parameters["engine"],
+            calibration_images=parameters["calibration_images"],
+            validation_images=parameters["validation_images"],
+            min_cosine=parameters["min_cosine"],
+            on_missing_image=parameters["on_missing_image"],
+        )
+    metrics = {name: {"value": float(value), "step": 0} for name, value in summary.items()}
+    return features, metrics

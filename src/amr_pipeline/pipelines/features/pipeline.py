@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 build_item_features,
                 ["items", "image_source", "feature_cache", "params:features"],
-                "item_features",
+                ["item_features", "feature_metrics"],
                 name="extract_item_features",
             )
         ],
