@@ -228,7 +228,8 @@ def test_invalid_parameters_raise_configuration_error(folder):
     for bad in [{"on_missing_image": "skip"}, {"precision": "float16"}, {"image_size": 16},
                 {"engine": "onnx"}, {"precision": "int8", "engine": "tensorflow"},
                 {"precision": "bfloat16", "engine": "openvino"}, {"min_cosine": 0},
-                {"min_cosine": 1.5}, {"calibration_images": 0}, {"validation_images": 0}]:
+                {"min_cosine": 1.5}, {"calibration_images": 0}, {"validation_images": 0},
+                {"audit_every": -1}]:
         with pytest.raises(ConfigurationError):
             _extract(_items(1), folder, **bad)
 
@@ -364,3 +365,27 @@ def test_damaged_stored_int8_network_names_the_file_and_the_fix(mixed_folder, tm
     with pytest.raises(ConfigurationError, match="delete it") as raised:
         _int8(_items(8), mixed_folder, cache)
     assert str(stored) in str(raised.value)
+
+
+def test_int8_audit_measures_the_whole_run_and_warns_below_the_bound(mixed_folder, monkeypatch,
+                                                                    caplog):
+    network = _shared("random", 3, SIZE)
+    noise = np.random.default_rng(0).normal(0, 1, 2048).astype(np.float32)
+
+    def audited(*args, **kwargs):
+        """int8 stand-in whose float32 reference disagrees on every other item."""
+        def reference(images):
+            rows = network(images)
+            rows[::2] += noise * np.linalg.norm(rows[::2], axis=1, keepdims=True) / 10
+            return rows
+        return resnet.Extractor(network, "int8-test", "int8 stand-in", reference=reference)
+
+    monkeypatch.setattr(resnet, "build_extractor", audited)
+    with caplog.at_level("INFO", logger="amr_pipeline.vision.resnet"):
+        summary = _int8(_items(24), mixed_folder, audit_every=2)[2]
+    assert summary["int8_audited_images"] == 12, "batches 1, 3 and 5 of 6 batches of 4"
+    assert summary["int8_audit_min_cosine"] < 0.999
+    assert "6 of 12 audited items below min_cosine=0.999" in caplog.text
+    assert "precision: float32" in caplog.text
+    off = _int8(_items(24), mixed_folder, audit_every=0)[2]
+    assert "int8_audited_images" not in off

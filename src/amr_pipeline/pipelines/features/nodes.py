@@ -35,6 +35,7 @@ def build_item_features(
             calibration_images=parameters["calibration_images"],
             validation_images=parameters["validation_images"],
             min_cosine=parameters["min_cosine"],
+            audit_every=parameters["audit_every"],
             on_missing_image=parameters["on_missing_image"],
         )
     metrics = {name: {"value": float(value), "step": 0} for name, value in summary.items()}
