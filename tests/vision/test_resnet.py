@@ -357,6 +357,21 @@ def test_int8_below_the_bound_falls_back_to_float32_with_a_warning(mixed_folder,
     np.testing.assert_allclose(features, reference, rtol=1e-4, atol=1e-4)
 
 
+def test_int8_with_nothing_readable_left_reports_the_images(mixed_folder, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(4):
+        (images / f"item{index}.png").write_bytes((mixed_folder / f"item{index}.png").read_bytes())
+    cache = resnet.FeatureCache(tmp_path / "cache")
+    _int8(_items(4), images, cache)
+    (images / "item4.png").write_bytes(b"not a png")
+    features, problems, _ = _int8(_items(5), images, cache, on_missing_image="drop")
+    assert features.item_ids.tolist() == [0, 1, 2, 3]
+    assert problems["item_id"].tolist() == [4]
+    with pytest.raises(RawDataError, match="item 4: item4.png"):
+        _int8(_items(5), images, cache)
+
+
 def test_damaged_stored_int8_network_names_the_file_and_the_fix(mixed_folder, tmp_path):
     cache = resnet.FeatureCache(tmp_path / "cache")
     _int8(_items(4), mixed_folder, cache)

@@ -448,21 +448,18 @@ def build_extractor(
         return float32
     model_path = Path(model_path) if model_path is not None else None
     stored = model_path is not None and model_path.is_file()
+    if validation is None or len(validation) == 0:
+        validation = calibration
+    if validation is None or len(validation) == 0 or not stored and len(calibration) == 0:
+        logger.warning("No readable image to calibrate or check int8 with: using float32.")
+        return float32
     if stored:
         model = quantization.load_model(model_path)
         origin = f"read from {model_path}"
-    elif calibration is None or len(calibration) == 0:
-        logger.warning("No readable image to calibrate int8 with: using float32 instead.")
-        return float32
     else:
         model = quantization.quantize(full.model, calibration)
         origin = f"calibrated on {len(calibration)} item images"
     reduced = quantization.OpenVinoFeatures(model)
-    if validation is None or len(validation) == 0:
-        validation = calibration
-    if validation is None or len(validation) == 0:
-        raise ConfigurationError("int8 needs at least one validation image to check it against "
-                                 "float32.")
     cosine = quantization.cosine_per_item(reduced(validation), full(validation))
     check = {"int8_min_cosine": float(cosine.min()), "int8_mean_cosine": float(cosine.mean()),
              "int8_validation_images": float(len(validation))}
