@@ -20,8 +20,6 @@ import openvino as ov
 
 from amr_pipeline.errors import ConfigurationError
 
-logger = logging.getLogger(__name__)
-
 __all__ = ["OpenVinoFeatures", "cosine_per_item", "load_model", "model_identity",
            "openvino_model", "quantize", "save_model"]
 

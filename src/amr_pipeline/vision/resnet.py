@@ -596,10 +596,10 @@ def extract_item_features(
         found, rows = cache.lookup(list(keys(tag).values()))
         return dict(zip(candidates[found].tolist(), rows if rows is not None else []))
 
+    stored = model_path is not None and model_path.is_file()
     tag = precision
     if precision == "int8":
-        tag = (f"int8-{quantization.model_identity(model_path)}"
-               if model_path is not None and model_path.is_file() else None)
+        tag = f"int8-{quantization.model_identity(model_path)}" if stored else None
     rows = cached(tag)
     todo = [index for index in files if index not in rows]
     summary = {"from_cache": float(len(rows)), "computed": 0.0}
@@ -608,7 +608,6 @@ def extract_item_features(
     if todo:
         sample = {}
         if precision == "int8":
-            stored = model_path is not None and model_path.is_file()
             count = int(validation_images) + (0 if stored else int(calibration_images))
             decoded = _decode_sample(folder, [names[i] for i in todo], count, int(image_size),
                                      seed)
@@ -687,11 +686,11 @@ def _compute(extractor, folder, names, indices, keys, cache, image_size, batch_s
         with tqdm(total=len(names), unit="img", desc="ResNet-50 features", mininterval=1) as bar:
             batches = _decoded_batches(folder, names, image_size, batch_size, failures)
             for number, (batch, ok) in enumerate(batches):
-                ok = ok.numpy()
-                output = extractor(batch.numpy()) if ok.any() else None
+                ok, pixels = ok.numpy(), batch.numpy()
+                output = extractor(pixels) if ok.any() else None
                 if (output is not None and extractor.reference is not None and audit_every
                         and number % audit_every == audit_every // 2):
-                    reference = extractor.reference(batch.numpy()[ok])
+                    reference = extractor.reference(pixels[ok])
                     audit.append(quantization.cosine_per_item(output[ok], reference))
                 for offset in np.flatnonzero(ok):
                     position = start + int(offset)

@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 
 from amr_pipeline.errors import RawDataError
+from amr_pipeline.pipelines import mlflow_metrics
 from amr_pipeline.readers import RawTables
 from amr_pipeline.readers.features import format_problems
 from amr_pipeline.recsys import data
@@ -79,9 +80,7 @@ def split(
         "n_validation": len(validation),
         "n_test": len(test),
     }
-    metrics = {key: {"value": float(value), "step": 0}
-               for key, value in {**counts, **shares}.items()}
-    return train, validation, test, marked, metrics
+    return train, validation, test, marked, mlflow_metrics({**counts, **shares})
 
 
 def sample_candidates(

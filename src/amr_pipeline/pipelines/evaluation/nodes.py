@@ -6,6 +6,7 @@ import logging
 
 import pandas as pd
 
+from amr_pipeline.pipelines import mlflow_metrics
 from amr_pipeline.pipelines.training.nodes import feature_matrix
 from amr_pipeline.recsys import metrics, robustness
 from amr_pipeline.recsys.models import FactorModel
@@ -52,7 +53,7 @@ def evaluate_model(
     logger.info("Test HR@10 %.4f, NDCG@10 %.4f over %d users.",
                 summary.get("hr_at_10", float("nan")), summary.get("ndcg_at_10", float("nan")),
                 len(ranks))
-    return ranks, {key: {"value": float(value), "step": 0} for key, value in summary.items()}
+    return ranks, mlflow_metrics(summary)
 
 
 def evaluate_robustness(
@@ -88,9 +89,7 @@ def evaluate_robustness(
     table.insert(0, "model", model_name)
     per_user.insert(0, "model", model_name)
     metric_columns = [c for c in table.columns if c.startswith(("hr_at_", "ndcg_at_"))]
-    logged = {}
-    for row in table[table["attack"] != "none"].itertuples(index=False):
-        for column in metric_columns:
-            key = f"robust.{row.attack}.eps_{row.epsilon:g}.{column}"
-            logged[key] = {"value": float(getattr(row, column)), "step": 0}
-    return table, per_user, logged
+    attacked = table[table["attack"] != "none"].itertuples(index=False)
+    logged = {f"robust.{row.attack}.eps_{row.epsilon:g}.{column}": getattr(row, column)
+              for row in attacked for column in metric_columns}
+    return table, per_user, mlflow_metrics(logged)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from amr_pipeline.pipelines import mlflow_metrics
 from amr_pipeline.readers.features import ItemFeatures, RawFeatures, map_features_to_items
 from amr_pipeline.vision.resnet import extract_item_features
 
@@ -38,5 +39,4 @@ def build_item_features(
             audit_every=parameters["audit_every"],
             on_missing_image=parameters["on_missing_image"],
         )
-    metrics = {name: {"value": float(value), "step": 0} for name, value in summary.items()}
-    return features, metrics
+    return features, mlflow_metrics(summary)
