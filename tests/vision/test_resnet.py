@@ -404,3 +404,33 @@ def test_int8_audit_measures_the_whole_run_and_warns_below_the_bound(mixed_folde
     assert "precision: float32" in caplog.text
     off = _int8(_items(24), mixed_folder, audit_every=0)[2]
     assert "int8_audited_images" not in off
+
+
+def test_openvino_float32_is_compiled_and_read_back_as_f32_on_every_cpu(folder):
+    """OpenVINO's CPU plugin would run float layers in bf16 on CPUs with native bf16 unless
+    the precision is set: the compiled model must say f32, and the features agree with
+    TensorFlow float32 (the test above) on AVX2-only and AVX-512 BF16 CPUs alike."""
+    features, _, summary = _extract(_items(), folder, engine="openvino")
+    assert summary["inference_precision_bits"] == 32
+    network = _shared("random", 3, SIZE)
+    model = quantization.openvino_model(network._forward)
+    assert quantization.OpenVinoFeatures(model).inference_precision == "f32"
+
+
+def test_a_bf16_request_reads_back_what_the_cpu_runs(folder):
+    """Both branches of the ISA-dependent behaviour: where the CPU has native bf16 a bf16
+    request runs in bf16 (and differs from float32), elsewhere OpenVINO runs it in f32."""
+    network = _shared("random", 3, SIZE)
+    model = quantization.openvino_model(network._forward)
+    pixels = np.stack([resnet.load_image(folder / f"item{i}.png", SIZE) for i in range(6)])
+    float32 = quantization.OpenVinoFeatures(model, "f32")
+    half = quantization.OpenVinoFeatures(model, "bf16")
+    difference = np.abs(half(pixels) - float32(pixels)).max()
+    if quantization.native_bf16():
+        assert half.inference_precision == "bf16"
+        assert difference > 1e-4, "bf16 inference should not equal float32"
+    else:
+        assert half.inference_precision == "f32"
+        assert difference < 1e-5
+    with pytest.raises(ConfigurationError, match="inference_precision"):
+        quantization.OpenVinoFeatures(model, "f64")

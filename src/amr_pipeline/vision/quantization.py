@@ -20,8 +20,9 @@ import openvino as ov
 
 from amr_pipeline.errors import ConfigurationError
 
-__all__ = ["OpenVinoFeatures", "cosine_per_item", "load_model", "model_identity",
-           "openvino_model", "quantize", "save_model"]
+__all__ = ["INFERENCE_PRECISIONS", "OpenVinoFeatures", "cosine_per_item", "load_model",
+           "model_identity", "native_bf16", "openvino_model", "precision_name", "quantize",
+           "save_model"]
 
 
 def openvino_model(forward) -> ov.Model:
@@ -29,17 +30,47 @@ def openvino_model(forward) -> ov.Model:
     return ov.convert_model(forward.get_concrete_function())
 
 
-class OpenVinoFeatures:
-    """An OpenVINO model compiled for the CPU, as a function uint8 images -> float32 rows."""
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 
-    def __init__(self, model: ov.Model) -> None:
+
+class OpenVinoFeatures:
+    """An OpenVINO model compiled for the CPU, as a function uint8 images -> float32 rows.
+
+    ``inference_precision`` is set explicitly: OpenVINO's CPU plugin otherwise runs float
+    layers in bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), so a "float32" model would
+    not be float32 there. ``f32`` (the default) keeps float layers in float32 everywhere; an
+    int8 model then runs its quantised layers in int8 and the rest in float32. The precision
+    the plugin actually uses is read back into :attr:`inference_precision` (a CPU without bf16
+    runs a ``bf16`` request in f32).
+    """
+
+    def __init__(self, model: ov.Model, inference_precision: str = "f32") -> None:
+        if inference_precision not in INFERENCE_PRECISIONS:
+            raise ConfigurationError(
+                f"inference_precision must be one of {INFERENCE_PRECISIONS}, got "
+                f"{inference_precision!r}."
+            )
         self.model = model
-        compiled = ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        compiled = ov.Core().compile_model(
+            model, "CPU",
+            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision},
+        )
+        self.inference_precision = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         self._request = compiled.create_infer_request()
 
     def __call__(self, images) -> np.ndarray:
         output = self._request.infer([np.ascontiguousarray(images, np.uint8)])[0]
         return np.array(output, np.float32)
+
+
+def precision_name(element_type) -> str:
+    """``f32``/``bf16``/``f16`` for an OpenVINO element type (as a property reads back)."""
+    return element_type if isinstance(element_type, str) else element_type.to_string()
+
+
+def native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin has native bf16 here (AVX-512 BF16 or AMX)."""
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def quantize(model: ov.Model, calibration_images: np.ndarray) -> ov.Model:

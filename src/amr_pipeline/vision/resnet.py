@@ -441,9 +441,12 @@ def build_extractor(
     network = ResNet50Features(weights, seed, image_size,
                                "bfloat16" if precision == "bfloat16" else "float32")
     if engine == "tensorflow":
-        return Extractor(network, precision, f"TensorFlow {precision}")
+        return Extractor(network, precision, f"TensorFlow {precision}",
+                         {"inference_precision_bits": 16.0 if precision == "bfloat16" else 32.0})
     full = quantization.OpenVinoFeatures(quantization.openvino_model(network._forward))
-    float32 = Extractor(full, "float32", "OpenVINO float32")
+    float32 = Extractor(full, "float32",
+                        f"OpenVINO float32 (inference precision {full.inference_precision})",
+                        {"inference_precision_bits": _precision_bits(full.inference_precision)})
     if precision == "float32":
         return float32
     model_path = Path(model_path) if model_path is not None else None
@@ -462,7 +465,8 @@ def build_extractor(
     reduced = quantization.OpenVinoFeatures(model)
     cosine = quantization.cosine_per_item(reduced(validation), full(validation))
     check = {"int8_min_cosine": float(cosine.min()), "int8_mean_cosine": float(cosine.mean()),
-             "int8_validation_images": float(len(validation))}
+             "int8_validation_images": float(len(validation)),
+             "inference_precision_bits": _precision_bits(reduced.inference_precision)}
     if cosine.min() < min_cosine:
         logger.warning(
             "ResNet-50 int8 (%s) agrees with float32 only to a cosine of %.6f (mean %.6f) on "
@@ -478,7 +482,14 @@ def build_extractor(
     logger.info("ResNet-50 int8 (OpenVINO, %s): cosine with float32 on %d validation images "
                 "min %.6f, mean %.6f (bound %s)", origin, len(validation), cosine.min(),
                 cosine.mean(), min_cosine)
-    return Extractor(reduced, f"int8-{identity}", "OpenVINO int8", check, reference=full)
+    return Extractor(reduced, f"int8-{identity}",
+                     f"OpenVINO int8 (other layers in {reduced.inference_precision})", check,
+                     reference=full)
+
+
+def _precision_bits(name: str) -> float:
+    """32 for ``f32``, 16 for ``bf16``/``f16``: the float precision OpenVINO runs, as a metric."""
+    return 32.0 if name == "f32" else 16.0
 
 
 def _decode_sample(folder: ImageFolder, names: list[str], count: int, image_size: int,
