@@ -254,7 +254,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     seen.clear()
     fresh = train_bpr(train, 40, 200, checkpoint=tmp_path,
                       on_epoch_end=lambda epoch, record: seen.append(epoch), **other)
-    assert seen == [1, 2, 3, 4], "a checkpoint of other parameters must not be resumed"
+    assert seen == [0, 1, 2, 3, 4], "a checkpoint of other parameters must not be resumed"
     _assert_same_model(fresh.model, train_bpr(train, 40, 200, **other).model, atol=1e-6)
 
     seen.clear()
@@ -266,7 +266,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     changed = {**other, "features": features}
     train_bpr(train, 40, 200, checkpoint=tmp_path,
               on_epoch_end=lambda epoch, record: seen.append(epoch), **changed)
-    assert seen == [1, 2, 3, 4], "a checkpoint trained on other image features must not be resumed"
+    assert seen == [0, 1, 2, 3, 4], (
+        "a checkpoint trained on other image features must not be resumed")
 
 
 def test_checkpoint_store_writes_atomically(tmp_path):
@@ -289,7 +290,8 @@ def test_history_callback_and_best_epoch_selection():
     )
     history = result.history
     assert list(history.columns) == ["epoch", "loss", "hr_at_10", "ndcg_at_10", "seconds"]
-    assert history.epoch.tolist() == [2, 4, 5] == [epoch for epoch, _ in records]
+    assert history.epoch.tolist() == [0, 2, 4, 5] == [epoch for epoch, _ in records]
+    assert np.isnan(history.loss.iloc[0]) and not np.isnan(history.hr_at_10.iloc[0])
     best_row = history.loc[history.hr_at_10.idxmax()]
     assert result.best_epoch == best_row.epoch
     summary = summarise(rank_candidates(result.model, features, candidates), (10,))
@@ -330,3 +332,59 @@ def test_visual_model_without_features_is_refused():
     train, _ = random_data(N_USERS, N_ITEMS)
     with pytest.raises(ConfigurationError, match="features"):
         train_bpr(train, N_USERS, N_ITEMS, params={"model": "vbpr"}, progress=False)
+
+
+def test_epoch_zero_is_evaluated_and_kept_when_training_only_hurts():
+    """A start that is already good survives a learning rate that wrecks it (4.1.4)."""
+    train, candidates, features = planted_data(n_users=40, n_items=200, n_groups=4, n_candidates=50)
+    good = train_bpr(train, 40, 200, features=features, validation_candidates=candidates,
+                     progress=False, params={"model": "vbpr", "n_factors": 8, "epochs": 20,
+                                             "learning_rate": 0.1, "eval_every": 5})
+    wrecked = train_bpr(train, 40, 200, features=features, validation_candidates=candidates,
+                        initial=good.model, progress=False,
+                        params={"model": "vbpr", "n_factors": 8, "epochs": 3,
+                                "learning_rate": 50.0, "eval_every": 1})
+    start = wrecked.history.iloc[0]
+    assert start.epoch == 0
+    assert start.ndcg_at_10 == pytest.approx(good.history.ndcg_at_10.max())
+    assert wrecked.history.ndcg_at_10.iloc[1:].max() < start.ndcg_at_10
+    assert wrecked.best_epoch == 0
+    _assert_same_model(wrecked.model, good.model, atol=0)
+
+
+def test_early_stopping_ends_after_patience_evaluations_without_improvement():
+    train, candidates, features = planted_data(n_users=40, n_items=200, n_groups=4, n_candidates=50)
+    params = {"model": "vbpr", "n_factors": 8, "epochs": 60, "learning_rate": 50.0,
+              "eval_every": 1, "early_stopping_patience": 3}
+    result = train_bpr(train, 40, 200, features=features, validation_candidates=candidates,
+                       progress=False, params=params)
+    history = result.history
+    best = int(history.ndcg_at_10.idxmax())
+    assert len(history) == best + 4, "stops 3 evaluations after the best one"
+    assert history.epoch.max() < 60
+    with pytest.raises(ConfigurationError, match="early_stopping_patience"):
+        train_bpr(train, 40, 200, features=features, params={**params,
+                                                             "early_stopping_patience": 0})
+
+
+def test_a_reset_trainer_gives_the_weights_of_a_fresh_one():
+    """The tuning grid reuses one compiled trainer per model: same numbers as a new build."""
+    from amr_pipeline.recsys.train import BPRTrainer, TrainConfig, fit
+
+    train, candidates, features = planted_data(n_users=40, n_items=200, n_groups=4, n_candidates=50)
+    first = TrainConfig.from_params({"model": "amr", "n_factors": 8, "epochs": 3,
+                                     "learning_rate": 0.05, "epsilon": 0.5, "seed": 1})
+    second = TrainConfig.from_params({"model": "amr", "n_factors": 8, "epochs": 3,
+                                      "learning_rate": [0.1, 0.01, 0.02], "regularization": 0.1,
+                                      "epsilon": 2.0, "adversarial_weight": 0.3, "seed": 2})
+    trainer = BPRTrainer(first, train, 40, 200, features)
+    fit(trainer, features=features, validation_candidates=candidates, progress=False)
+    trainer.reset(second)
+    reused = fit(trainer, features=features, validation_candidates=candidates, progress=False)
+    fresh = train_bpr(train, 40, 200, params=second, features=features,
+                      validation_candidates=candidates, progress=False)
+    _assert_same_model(reused.model, fresh.model, atol=1e-6)
+    pd.testing.assert_frame_equal(reused.history.drop(columns="seconds"),
+                                  fresh.history.drop(columns="seconds"))
+    with pytest.raises(ConfigurationError, match="same"):
+        trainer.reset(TrainConfig.from_params({"model": "amr", "n_factors": 4}))

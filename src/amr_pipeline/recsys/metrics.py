@@ -23,8 +23,10 @@ def rank_candidates(
     """Per user: ``user_id``, ``item_id`` (the test item) and ``rank`` = how many of the user's
     negatives score ``>=`` the test item (ties count against it); ``cold`` when a boolean
     ``cold_items`` mask (one entry per item) is given. Item vectors ``q_i + E c_i`` are
-    computed once; scores are batched."""
-    users, items, is_test, starts = grouped_candidates(candidates)
+    computed once; scores are batched. ``candidates`` may also be the arrays of
+    :func:`grouped_candidates`, to group once and rank many models."""
+    grouped = candidates if isinstance(candidates, tuple) else grouped_candidates(candidates)
+    users, items, is_test, starts = grouped
     vectors = model.item_vectors(features)
     user_factors = model.user_factors
     sizes = np.diff(np.r_[starts, len(users)])

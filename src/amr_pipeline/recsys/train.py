@@ -58,7 +58,9 @@ class TrainConfig:
     used. ``feature_scaling: max_abs`` divides features by their global max |x| (official
     code; the paper's ε assume it). ``adversary`` (gradient, sign, random, none; amr defaults
     to gradient), ``epsilon`` (ε) and ``adversarial_weight`` (λ) define AMR (eqs. 7, 11).
-    ``selection_metric`` picks the returned epoch on the validation candidates."""
+    ``selection_metric`` picks the returned epoch on the validation candidates, epoch 0 (the
+    initialisation) included; ``early_stopping_patience`` stops after that many evaluations
+    without a better validation score (None: train all ``epochs``)."""
 
     model: str = "vbpr"
     n_factors: int = 64
@@ -76,6 +78,7 @@ class TrainConfig:
     eval_every: int = 1
     selection_metric: str = "ndcg_at_10"
     checkpoint_every: int = 5
+    early_stopping_patience: int | None = None
     seed: int = 0
 
     @classmethod
@@ -130,6 +133,9 @@ class TrainConfig:
             bad("regularization", "must be >= 0")
         if not self.initial_accumulator > 0:
             bad("initial_accumulator", "must be > 0")
+        patience = self.early_stopping_patience
+        if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
+            bad("early_stopping_patience", "must be a positive integer (evaluations) or null")
         if self.selection_metric not in _SELECTION_METRICS:
             bad("selection_metric", f"must be one of {_SELECTION_METRICS}")
         if self.adversary not in (None, "none") and not self.uses_features:
@@ -138,6 +144,13 @@ class TrainConfig:
             bad("adversarial_weight", "must be >= 0 (λ, eq. 7)")
         make_adversary(self.adversary, self.epsilon)
         feature_scale(None, self.feature_scaling)
+
+
+# Fields that shape the compiled epoch: a trainer is reused (``BPRTrainer.reset``) only across
+# settings that agree on them; learning rates, β, ε, λ, seeds and epochs may differ.
+STRUCTURAL_FIELDS = ("model", "n_factors", "batch_size", "feature_scaling",
+                     "regularize_item_vector", "adversary")
+_RUN_LENGTH_FIELDS = ("epochs", "eval_every", "checkpoint_every", "early_stopping_patience")
 
 
 class CheckpointStore:
@@ -167,7 +180,12 @@ class CheckpointStore:
 
 
 class BPRTrainer:
-    """Holds the factor tables, their Adagrad accumulators and the compiled epoch."""
+    """Holds the factor tables, their Adagrad accumulators and the compiled epoch.
+
+    Learning rates η, penalties β, ε and λ live in TensorFlow variables read by the compiled
+    epoch, so :meth:`reset` starts another setting (a grid point of the tuning protocol) on the
+    same data, sampler and compiled graph without tracing again.
+    """
 
     def __init__(
         self,
@@ -188,9 +206,21 @@ class BPRTrainer:
             )
         if config.model == "amr" and initial is None:
             logger.warning("AMR without a trained VBPR to start from (Algorithm 1, line 1)")
+        self._custom_adversary = adversary is not None
         self.adversary = adversary if adversary is not None else (
             make_adversary(config.adversary, config.epsilon)
         )
+        # Every built-in adversary is ε times a unit direction: the graph scales a unit
+        # adversary's shift by the variable ε, so ε can change between settings.
+        self._shift_adversary = self.adversary if self._custom_adversary else (
+            make_adversary(config.adversary, 1.0)
+        )
+        self._rates = tf.Variable(config.rates(), dtype=tf.float32, name="learning_rates")
+        self._penalties = tf.Variable(config.penalties(), dtype=tf.float32, name="penalties")
+        self._epsilon = tf.Variable(1.0 if self._custom_adversary else config.epsilon,
+                                    dtype=tf.float32, name="epsilon")
+        self._adversarial_weight = tf.Variable(config.adversarial_weight, dtype=tf.float32,
+                                               name="adversarial_weight")
         users = train["user_id"].to_numpy(np.int64)
         items = train["item_id"].to_numpy(np.int64)
         self.sampler = NegativeSampler(users, items, n_items)
@@ -199,12 +229,34 @@ class BPRTrainer:
         if config.uses_features:
             self.scale = feature_scale(features, config.feature_scaling)
             self.features = tf.convert_to_tensor(np.ascontiguousarray(features, np.float32))
+        self._pairs, self._raw_features = (users, items), features
         self._build_variables(initial)
         self.fingerprint = self._fingerprint(users, items, features)
         self._epoch_fn = tf.function(
             self._epoch_graph,
             input_signature=[tf.TensorSpec([None], tf.int32)] * 3 + [tf.TensorSpec([], tf.int64)],
         )
+
+    def reset(self, config: TrainConfig, initial: FactorModel | None = None) -> None:
+        """Start a new setting on the same data: fresh tables (from ``initial`` or the seed),
+        accumulators and hyper-parameters; the compiled epoch is kept."""
+        config.validate()
+        changed = [name for name in STRUCTURAL_FIELDS
+                   if getattr(config, name) != getattr(self.config, name)]
+        if changed:
+            raise ConfigurationError(
+                f"a trainer is reused only for settings with the same {changed}: build a new "
+                "BPRTrainer for this setting"
+            )
+        self.config = config
+        if not self._custom_adversary:
+            self.adversary = make_adversary(config.adversary, config.epsilon)
+            self._epsilon.assign(config.epsilon)
+        self._rates.assign(config.rates())
+        self._penalties.assign(config.penalties())
+        self._adversarial_weight.assign(config.adversarial_weight)
+        self._build_variables(initial)
+        self.fingerprint = self._fingerprint(*self._pairs, self._raw_features)
 
     # ----------------------------------------------------------------- state
     def _build_variables(self, initial: FactorModel | None) -> None:
@@ -231,11 +283,9 @@ class BPRTrainer:
         if config.uses_item_factors:
             items = table(getattr(initial, "item_factors", None), self.n_items, "item_factors")
             items[~self.warm] = 0.0
-        self.user_factors = tf.Variable(users, name="user_factors")
-        self.item_factors = tf.Variable(items, name="item_factors")
-        self.user_accumulator = tf.Variable(tf.fill(users.shape, config.initial_accumulator))
-        self.item_accumulator = tf.Variable(tf.fill(items.shape, config.initial_accumulator))
-        self.projection = self.projection_accumulator = None  # E (K x D), the paper's layout
+        values = {"user_factors": users, "item_factors": items,
+                  "user_accumulator": np.full(users.shape, config.initial_accumulator, np.float32),
+                  "item_accumulator": np.full(items.shape, config.initial_accumulator, np.float32)}
         if config.uses_features:
             dims = int(self.features.shape[1])
             start = None if initial is None else initial.feature_projection
@@ -247,10 +297,15 @@ class BPRTrainer:
                 start = start * np.float32(self.scale / initial.feature_scale)
             else:
                 start = truncated_normal(rng, (dims, k), config.init_stddev)
-            self.projection = tf.Variable(np.ascontiguousarray(start.T), name="E")
-            self.projection_accumulator = tf.Variable(
-                tf.fill(start.T.shape, config.initial_accumulator)
-            )
+            values["projection"] = np.ascontiguousarray(start.T, np.float32)  # E (K x D)
+            values["projection_accumulator"] = np.full(start.T.shape, config.initial_accumulator,
+                                                       np.float32)
+        if hasattr(self, "user_factors"):
+            self.load_state(values)
+            return
+        for name in ("user_factors", "item_factors", "user_accumulator", "item_accumulator",
+                     "projection", "projection_accumulator"):
+            setattr(self, name, tf.Variable(values[name], name=name) if name in values else None)
 
     def _variables(self) -> dict[str, tf.Variable]:
         names = {
@@ -285,7 +340,7 @@ class BPRTrainer:
         """Identity of a run: settings, training pairs, initial tables and the features c_i
         (re-extracted features must not resume a model trained on the old ones)."""
         settings = dataclasses.asdict(self.config)
-        for name in ("epochs", "eval_every", "checkpoint_every"):
+        for name in _RUN_LENGTH_FIELDS:
             settings.pop(name)
         digest = hashlib.sha256(repr(sorted(settings.items())).encode())
         digest.update(f"{self.n_users},{self.n_items},{self.adversary!r}".encode())
@@ -310,7 +365,7 @@ class BPRTrainer:
     def _gradients(self, users, items, seed):
         """Objective of eq. 7 on one batch and its gradients at the distinct rows touched."""
         config = self.config
-        beta_user, beta_item, beta_projection = config.penalties()
+        beta_user, beta_item, beta_projection = tf.unstack(self._penalties)
         batch = tf.shape(users)[0]
         item_rows, item_slot, c_rows = items
         user_rows, user_slot = tf.unique(users)
@@ -325,18 +380,18 @@ class BPRTrainer:
             data_loss = tf.reduce_sum(tf.nn.softplus(-margins))
             if self.adversary is not None:
                 factors = gradient_factors(p, margins, item_slot, tf.shape(item_rows)[0])
-                shift = self.adversary.latent_shift(factors, self.projection, seed)
+                shift = self._epsilon * self._shift_adversary.latent_shift(
+                    factors, self.projection, seed)
                 perturbed = tf.gather(vectors + shift, item_slot)
                 margins_adv = tf.reduce_sum(p * (perturbed[:batch] - perturbed[batch:]), 1)
-                data_loss += config.adversarial_weight * tf.reduce_sum(tf.nn.softplus(-margins_adv))
-            objective = data_loss
-            if beta_user:
-                objective += beta_user * tf.reduce_sum(tf.square(p))
-            if beta_item and config.regularize_item_vector:
+                data_loss += self._adversarial_weight * tf.reduce_sum(
+                    tf.nn.softplus(-margins_adv))
+            objective = data_loss + beta_user * tf.reduce_sum(tf.square(p))
+            if config.regularize_item_vector:
                 objective += beta_item * tf.reduce_sum(tf.square(occurrences))
-            elif beta_item and q_rows is not None:
+            elif q_rows is not None:
                 objective += beta_item * tf.reduce_sum(tf.square(tf.gather(q_rows, item_slot)))
-            if beta_projection and self.projection is not None:
+            if self.projection is not None:
                 objective += beta_projection * tf.reduce_sum(tf.square(self.projection))
         targets = watched + ([self.projection] if self.projection is not None else [])
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(objective, targets)]
@@ -354,7 +409,7 @@ class BPRTrainer:
         return vectors, occurrences, margins
 
     def _step(self, users, items, seed):
-        rate_user, rate_item, rate_projection = self.config.rates()
+        rate_user, rate_item, rate_projection = tf.unstack(self._rates)
         loss, user_rows, g_users, item_rows, g_items, g_projection = self._gradients(
             users, items, seed
         )
@@ -365,7 +420,7 @@ class BPRTrainer:
             tf.raw_ops.ResourceApplyAdagrad(
                 var=self.projection.handle,
                 accum=self.projection_accumulator.handle,
-                lr=tf.constant(rate_projection, tf.float32),
+                lr=rate_projection,
                 grad=g_projection,
             )
         return loss
@@ -456,16 +511,35 @@ def train_bpr(
 ) -> TrainResult:
     """Train MF-BPR / DUIF / VBPR / AMR (``params["model"]``) and return the weights of the
     best evaluated epoch by ``selection_metric`` on ``validation_candidates`` (the last epoch
-    without them). Every ``eval_every`` epochs a history row (``HISTORY_COLUMNS``) is recorded
-    and passed to ``on_epoch_end(epoch, record)``; every ``checkpoint_every`` epochs all state
-    is saved to ``checkpoint``, from which a restarted call resumes."""
+    without them). Epoch 0 (the initial tables) is evaluated too, so a start that training
+    only makes worse is kept. Every ``eval_every`` epochs a history row (``HISTORY_COLUMNS``)
+    is recorded and passed to ``on_epoch_end(epoch, record)``; every ``checkpoint_every``
+    epochs all state is saved to ``checkpoint``, from which a restarted call resumes."""
     config = TrainConfig.from_params(params)
     trainer = BPRTrainer(config, train, n_users, n_items, features, initial, adversary)
+    return fit(trainer, features=features, validation_candidates=validation_candidates,
+               checkpoint=checkpoint, on_epoch_end=on_epoch_end, progress=progress)
+
+
+def fit(
+    trainer: BPRTrainer,
+    *,
+    features: np.ndarray | None = None,
+    validation_candidates: pd.DataFrame | tuple | None = None,
+    checkpoint: CheckpointStore | str | os.PathLike | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """The training loop of :func:`train_bpr` on a built (or :meth:`~BPRTrainer.reset`)
+    trainer; ``validation_candidates`` may be pre-grouped (:func:`metrics.grouped_candidates`)."""
+    config = trainer.config
     store = checkpoint
     if isinstance(checkpoint, (str, os.PathLike)):
         store = CheckpointStore(checkpoint)
+    if isinstance(validation_candidates, pd.DataFrame):
+        validation_candidates = metrics.grouped_candidates(validation_candidates)
     history: list[dict] = []
-    best = {"score": -np.inf, "epoch": 0, "model": None}
+    best = {"score": -np.inf, "epoch": 0, "model": None, "since": 0}
     start = 0
     saved = store.load() if store is not None else None
     if saved is not None and str(saved["fingerprint"]) != trainer.fingerprint:
@@ -478,8 +552,32 @@ def train_bpr(
         start = _restore(trainer, saved, history, best, store)
         logger.info("%s: resuming after epoch %d from %s", config.model, start, store.path)
 
+    def evaluate(epoch: int, loss: float, seconds: float) -> dict:
+        record = {"epoch": epoch, "loss": loss, "hr_at_10": np.nan, "ndcg_at_10": np.nan,
+                  "seconds": seconds}
+        snapshot = trainer.model()
+        if validation_candidates is not None:
+            summary = metrics.summarise(
+                metrics.rank_candidates(snapshot, features, validation_candidates), (10,)
+            )
+            record.update(hr_at_10=summary["hr_at_10"], ndcg_at_10=summary["ndcg_at_10"])
+            score = record[config.selection_metric]
+        else:
+            score = float(epoch)
+        if score > best["score"]:
+            best.update(score=score, epoch=epoch, model=snapshot, since=0)
+        else:
+            best["since"] += 1
+        history.append(record)
+        return record
+
+    if start == 0:
+        record = evaluate(0, float("nan"), 0.0)
+        if on_epoch_end is not None:
+            on_epoch_end(0, dict(record))
     bar = tqdm(total=config.epochs, initial=min(start, config.epochs), desc=config.model,
                unit="epoch", disable=not progress, leave=False)
+    patience = config.early_stopping_patience
     for epoch in range(start + 1, config.epochs + 1):
         began = time.perf_counter()
         loss = trainer.run_epoch(epoch)
@@ -491,27 +589,22 @@ def train_bpr(
             )
         record = None
         if epoch % config.eval_every == 0 or epoch == config.epochs:
-            record = {"epoch": epoch, "loss": loss, "hr_at_10": np.nan, "ndcg_at_10": np.nan,
-                      "seconds": seconds}
-            snapshot = trainer.model()
-            if validation_candidates is not None:
-                summary = metrics.summarise(
-                    metrics.rank_candidates(snapshot, features, validation_candidates), (10,)
-                )
-                record.update(hr_at_10=summary["hr_at_10"], ndcg_at_10=summary["ndcg_at_10"])
-                score = record[config.selection_metric]
-            else:
-                score = float(epoch)
-            if score > best["score"]:
-                best.update(score=score, epoch=epoch, model=snapshot)
-            history.append(record)
-        if store is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
+            record = evaluate(epoch, loss, seconds)
+        stop = (patience is not None and validation_candidates is not None
+                and best["since"] >= patience)
+        if store is not None and (epoch % config.checkpoint_every == 0
+                                  or epoch == config.epochs or stop):
             store.save(_checkpoint_arrays(trainer, epoch, history, best))
         if record is not None and on_epoch_end is not None:
             on_epoch_end(epoch, dict(record))
         hit_rate = history[-1]["hr_at_10"] if history else float("nan")
         bar.set_postfix(loss=f"{loss:.4f}", hr10=f"{hit_rate:.4f}")
         bar.update(1)
+        if stop:
+            logger.info("%s: no better validation %s in %d evaluations; stopping at epoch %d "
+                        "(best epoch %d).", config.model, config.selection_metric, patience,
+                        epoch, best["epoch"])
+            break
     bar.close()
 
     frame = pd.DataFrame(history, columns=HISTORY_COLUMNS).astype({"epoch": "int64"})
@@ -535,7 +628,7 @@ def _adagrad_rows(table, accumulator, rows, grad, rate):
     tf.raw_ops.ResourceSparseApplyAdagrad(
         var=table.handle,
         accum=accumulator.handle,
-        lr=tf.constant(rate, tf.float32),
+        lr=rate,
         grad=grad,
         indices=rows,
     )
@@ -576,6 +669,7 @@ def _checkpoint_arrays(trainer: BPRTrainer, epoch: int, history: list[dict], bes
     arrays["fingerprint"] = np.array(trainer.fingerprint)
     arrays["best_score"] = np.array(best["score"], np.float64)
     arrays["best_epoch"] = np.array(best["epoch"])
+    arrays["evaluations_since_best"] = np.array(best["since"])
     frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
     for column in HISTORY_COLUMNS:
         arrays[f"history/{column}"] = frame[column].to_numpy(np.float64)
@@ -600,7 +694,8 @@ def _restore(trainer: BPRTrainer, saved: dict, history: list, best: dict, store)
         record = {c: float(columns[c][row]) for c in HISTORY_COLUMNS}
         record["epoch"] = int(record["epoch"])
         history.append(record)
-    best.update(score=float(saved["best_score"]), epoch=int(saved["best_epoch"]))
+    best.update(score=float(saved["best_score"]), epoch=int(saved["best_epoch"]),
+                since=int(saved.get("evaluations_since_best", 0)))
     if "best/user_factors" in saved:
         best["model"] = FactorModel(
             saved["best/user_factors"],
