@@ -1,7 +1,11 @@
 """Load-only Kedro datasets over the raw-data readers, so nodes never open paths.
 
-``load()`` returns :class:`amr_pipeline.readers.RawTables`, a named tuple
+``load()`` returns :class:`amr_pipeline.readers.RawTables`, which unpacks as
 ``(interactions, items)``: a node unpacks it or reads ``.interactions``/``.items``.
+Malformed records do not stop the load: they are left out and listed in
+``RawTables.problems``, and the ``ingest`` node applies
+``data_processing.on_malformed_record`` (fail or skip) to them. A file that cannot be read
+at all (missing, truncated, corrupt) still fails the load.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class PinterestDumpDataset(_ReadOnlyDataset):
         self.metadata = metadata
 
     def load(self) -> RawTables:
-        return read_pinterest(self._path, **self._files)
+        return read_pinterest(self._path, **self._files, on_malformed="report")
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), **self._files}
@@ -96,7 +100,8 @@ class AmazonDataset(_ReadOnlyDataset):
         self.metadata = metadata
 
     def load(self) -> RawTables:
-        return read_amazon(self._reviews, self._meta, self._version, self._category_path)
+        return read_amazon(self._reviews, self._meta, self._version, self._category_path,
+                           on_malformed="report")
 
     def _describe(self) -> dict[str, Any]:
         return {

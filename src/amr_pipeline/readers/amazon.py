@@ -8,6 +8,12 @@ with ``imUrl`` and ``categories`` (list of paths); 2018 is JSON with ``category`
 ``.gz`` are read through gzip. The format of each meta record is recognised
 from its fields, so ``version`` only matters for parsing strictness and for
 the column order of a ratings CSV.
+
+Every line is validated, also the meta lines a cheap category test would skip: a line that is
+not one record (not JSON, not a Python literal dict, a missing or empty id, a rating that is not
+a number from 1 to 5, a timestamp that is not a non-negative integer) is gathered with its line
+number and settled by ``on_malformed`` (``fail``, ``skip`` or ``report``). Nothing in a line is
+ever executed: Python literals go through ``ast.literal_eval``.
 """
 
 from __future__ import annotations
@@ -18,18 +24,28 @@ import gzip
 import io
 import json
 import logging
+import math
+import re
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from amr_pipeline.errors import ConfigurationError, RawDataError, describe_location
-from amr_pipeline.readers import RawTables, make_interactions, make_items
+from amr_pipeline.readers import (
+    MalformedRecords,
+    RawTables,
+    check_on_malformed,
+    make_interactions,
+    make_items,
+    malformed,
+)
 
 logger = logging.getLogger(__name__)
 
 VERSIONS = ("2014", "2018", "auto")
 CATEGORY_SEPARATOR = " > "
+RATING_RANGE = (1.0, 5.0)
 
 
 def _check_version(version: str) -> str:
@@ -71,17 +87,17 @@ def _parse_record(line: str, version: str, source, record: int) -> dict:
         value = json.loads(line)
     except json.JSONDecodeError as json_error:
         if version == "2018":
-            raise RawDataError(
-                f"{describe_location(source, record)}: line is not valid JSON ({json_error}); "
+            raise malformed(
+                source, record, f"line is not valid JSON ({json_error}); "
                 "the file looks truncated or corrupt: re-download it "
                 "(or pass version='2014' for a Python-literal meta file)."
             ) from None
         try:
             value = ast.literal_eval(line)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            raise RawDataError(
-                f"{describe_location(source, record)}: line is neither JSON nor a Python "
-                "literal dict; the file looks truncated or corrupt: re-download it."
+            raise malformed(
+                source, record, "line is neither JSON nor a Python literal dict (it is never "
+                "executed); the file looks truncated, corrupt or tampered with: re-download it."
             ) from None
     if not isinstance(value, dict):
         raise RawDataError(
@@ -114,28 +130,80 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _required(record: dict, field: str, source, number: int) -> str:
+    """A non-empty id field (string or integer), stripped."""
     value = record.get(field)
     if value is None or value == "":
-        raise RawDataError(
-            f"{describe_location(source, number)}: required field {field!r} is missing; "
+        raise malformed(
+            source, number,
+            f"required field {field!r} is missing; "
             "check that this is the right Amazon file (reviews vs meta)."
         )
-    return str(value)
+    return _identifier(value, field, source, number)
 
 
-def _timestamp(value, source, number: int) -> int | None:
-    if value is None or value == "":
+def _identifier(value, field: str, source, number: int) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise malformed(
+            source, number,
+            f"{field} has type {type(value).__name__} ({value!r:.60}), expected text; "
+            "fix or remove the line."
+        )
+    if not value.strip():
+        raise malformed(source, number, f"{field} is empty; fix or remove the line.")
+    return value.strip()
+
+
+def _timestamp(value, source, number: int, required: bool = False) -> int | None:
+    """A Unix time: a non-negative integer (an integral float such as ``5.0`` is accepted)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise malformed(source, number, "timestamp is empty; fix or remove the line.")
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    number_value = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number_value = value
+    elif isinstance(value, float) and value.is_integer():
+        number_value = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
         try:
-            return int(float(value))
-        except (TypeError, ValueError):
-            raise RawDataError(
-                f"{describe_location(source, number)}: timestamp {value!r} is not a Unix time; "
-                "fix or remove the line."
-            ) from None
+            number_value = int(text)
+        except ValueError:
+            try:
+                as_float = float(text)
+            except ValueError:
+                as_float = math.nan
+            if math.isfinite(as_float) and as_float.is_integer():
+                number_value = int(as_float)
+    if number_value is None or number_value < 0:
+        raise malformed(
+            source, number,
+            f"timestamp {value!r:.60} is not a Unix time (a non-negative integer); "
+            "fix or remove the line."
+        )
+    return number_value
+
+
+def _rating(value, source, number: int) -> float:
+    """A star rating: a number from 1 to 5."""
+    rating = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        rating = float(value)
+    elif isinstance(value, str):
+        try:
+            rating = float(value.strip())
+        except ValueError:
+            pass
+    low, high = RATING_RANGE
+    if not low <= rating <= high:
+        raise malformed(
+            source, number,
+            f"rating {value!r:.60} is not a number from {low:g} to {high:g}; "
+            "fix or remove the line."
+        )
+    return rating
 
 
 def _csv_version(path: Path, version: str) -> str:
@@ -150,48 +218,86 @@ def _csv_version(path: Path, version: str) -> str:
 
 
 def read_amazon_reviews(
-    path: str | Path, version: str = "auto", items: Collection[str] | None = None
+    path: str | Path,
+    version: str = "auto",
+    items: Collection[str] | None = None,
+    on_malformed: str = "fail",
+    problems: MalformedRecords | None = None,
 ) -> pd.DataFrame:
     """Read reviews (JSON lines) or ratings (CSV) into the interactions table.
 
     ``items``, when given, keeps only interactions with those asins. For a CSV
     with ``version="auto"`` the column order is 2014's if the file name starts
-    with ``ratings_``, otherwise ``version`` must be given.
+    with ``ratings_``, otherwise ``version`` must be given. Every line is validated
+    (ids non-empty; rating a number from 1 to 5; timestamp a non-negative integer, required
+    in a CSV) and invalid lines are settled by ``on_malformed``; they are added to
+    ``problems`` when given (and then not settled here).
     """
     path, version = Path(path), _check_version(version)
+    check_on_malformed(on_malformed)
+    found = MalformedRecords() if problems is None else problems
     users: list[str] = []
     item_ids: list[str] = []
     times: list[int | None] = []
     if _is_csv(path):
         user_col, item_col = (0, 1) if _csv_version(path, version) == "2014" else (1, 0)
-        reader = csv.reader(_iter_raw_lines(path))
-        for row in reader:
-            number = reader.line_num
-            if not row:
+        for number, row in _iter_csv_rows(path):
+            try:
+                if len(row) != 4:
+                    raise malformed(
+                        path, number,
+                        f"expected 4 columns (user/item, item/user, rating, timestamp), got "
+                        f"{len(row)}; check that this is an Amazon ratings CSV without a header."
+                    )
+                user = _identifier(row[user_col], "user id", path, number)
+                item = _identifier(row[item_col], "item id", path, number)
+                _rating(row[2], path, number)
+                timestamp = _timestamp(row[3], path, number, required=True)
+            except RawDataError as error:
+                found.add(path, number, str(error))
                 continue
-            if len(row) != 4:
-                raise RawDataError(
-                    f"{describe_location(path, number)}: expected 4 columns "
-                    f"(user/item, item/user, rating, timestamp), got {len(row)}; "
-                    "check that this is an Amazon ratings CSV without a header."
-                )
-            item = row[item_col]
-            if items is not None and item not in items:
-                continue
-            users.append(row[user_col])
-            item_ids.append(item)
-            times.append(_timestamp(row[3], path, number))
-    else:
-        for number, line in _iter_lines(path):
-            record = _parse_record(line, version, path, number)
-            user = _required(record, "reviewerID", path, number)
-            item = _required(record, "asin", path, number)
             if items is not None and item not in items:
                 continue
             users.append(user)
             item_ids.append(item)
-            times.append(_timestamp(record.get("unixReviewTime"), path, number))
+            times.append(timestamp)
+    else:
+        for number, line in _iter_lines(path):
+            try:
+                record = _parse_record(line, version, path, number)
+                user = _required(record, "reviewerID", path, number)
+                item = _required(record, "asin", path, number)
+                if record.get("overall") is not None:
+                    _rating(record["overall"], path, number)
+                timestamp = _timestamp(record.get("unixReviewTime"), path, number)
+            except RawDataError as error:
+                found.add(path, number, str(error))
+                continue
+            if items is not None and item not in items:
+                continue
+            users.append(user)
+            item_ids.append(item)
+            times.append(timestamp)
+    if problems is None:
+        found.settle("fail" if not users else on_malformed)
     return make_interactions(users, item_ids, times)
+
+
+def _iter_csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, cells)`` of the non-empty rows of a CSV; bad quoting raises RawDataError."""
+    reader = csv.reader(_iter_raw_lines(path))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise RawDataError(
+                f"{describe_location(path, reader.line_num)}: not a CSV row ({error}); "
+                "the file looks corrupt: re-download it."
+            ) from None
+        if row:
+            yield reader.line_num, row
 
 
 def _image_url(record: dict):
@@ -231,8 +337,53 @@ def _line_prefilter(category_path: list[str] | None):
     return lambda line: all(c in line for c in category_path)
 
 
+def _python_dict_pattern(depth: int) -> str:
+    """A regular expression matching only a Python literal dict whose values nest up to
+    ``depth`` lists or dicts deep.
+
+    Strings, decimal numbers, True/False/None, lists and dicts with string keys: a subset of
+    what ``ast.literal_eval`` accepts, so a match proves that the line parses as a dict,
+    without the cost of parsing it. Possessive quantifiers keep the match linear.
+    """
+    escape = r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U(?:000[0-9a-fA-F]|0010)[0-9a-fA-F]{4}|[^xuUN])"
+    string = (rf"""(?:'[^'\\\n]*+(?:{escape}[^'\\\n]*+)*+'"""
+              rf"""|"[^"\\\n]*+(?:{escape}[^"\\\n]*+)*+")""")
+    number = (r"[-+]?(?:(?:\d++\.\d*+|\.\d++|\d++)[eE][-+]?\d++|\d++\.\d*+|\.\d++|0++|[1-9]\d*+)"
+              r"(?![\w.])")
+    scalar = rf"(?:{string}|{number}|(?:True|False|None)(?!\w))"
+
+    def dict_of(value: str) -> str:
+        return rf"\{{\s*+(?:{string}\s*+:\s*+{value}\s*+(?:,\s*+|(?=\}})))*+\}}"
+
+    value = scalar
+    for _ in range(depth):
+        value = rf"(?:{scalar}|\[\s*+(?:{value}\s*+(?:,\s*+|(?=\])))*+\]|{dict_of(value)})"
+    return dict_of(value)
+
+
+_PYTHON_DICT = re.compile(_python_dict_pattern(3))
+_ASIN_FIRST = re.compile(r"\{\s*'asin'\s*:\s*'[^'\\\s]")
+
+
+def _is_valid_record(line: str, version: str) -> bool:
+    """Whether ``line`` is certainly one well-formed record with an asin, checked cheaply.
+
+    True lets a line that cannot match the category path be skipped unparsed; False means
+    "parse it properly", which either finds it valid after all or reports it.
+    """
+    if line.startswith('{"'):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(value, dict) and isinstance(value.get("asin"), str) \
+            and bool(value["asin"].strip())
+    return (version != "2018" and _ASIN_FIRST.match(line) is not None
+            and _PYTHON_DICT.fullmatch(line) is not None)
+
+
 def _read_meta(
-    path: Path, version: str, category_path: list[str] | None
+    path: Path, version: str, category_path: list[str] | None, problems: MalformedRecords
 ) -> tuple[pd.DataFrame, str | None]:
     prefilter = _line_prefilter(category_path)
     seen: set[str] = set()
@@ -240,10 +391,14 @@ def _read_meta(
     detected = None
     duplicates = 0
     for number, line in _iter_lines(path):
-        if prefilter is not None and not prefilter(line):
+        if prefilter is not None and not prefilter(line) and _is_valid_record(line, version):
             continue
-        record = _parse_record(line, version, path, number)
-        asin = _required(record, "asin", path, number)
+        try:
+            record = _parse_record(line, version, path, number)
+            asin = _required(record, "asin", path, number)
+        except RawDataError as error:
+            problems.add(path, number, str(error))
+            continue
         detected = detected or _record_version(record)
         paths = _category_paths(record)
         if category_path is not None:
@@ -260,6 +415,7 @@ def _read_meta(
     if duplicates:
         logger.info("Skipped %d duplicate asin records in %s (kept the first).", duplicates, path)
     if not item_ids:
+        problems.settle("fail")
         if category_path is not None:
             raise RawDataError(
                 f"no item matches category path {category_path} in {path}: "
@@ -270,14 +426,23 @@ def _read_meta(
 
 
 def read_amazon_meta(
-    path: str | Path, version: str = "auto", category_path: Sequence[str] | None = None
+    path: str | Path,
+    version: str = "auto",
+    category_path: Sequence[str] | None = None,
+    on_malformed: str = "fail",
 ) -> pd.DataFrame:
     """Read item metadata into the items table, keeping items under ``category_path``.
 
     ``category`` is the matched path (or the first path) joined with " > ".
-    Lines that cannot contain every ``category_path`` element are skipped unparsed.
+    A line that cannot contain every ``category_path`` element is skipped unparsed only when
+    a cheap check proves it a well-formed record; every other line is parsed and validated,
+    and invalid lines are settled by ``on_malformed``.
     """
-    items, _ = _read_meta(Path(path), _check_version(version), _check_category_path(category_path))
+    check_on_malformed(on_malformed)
+    problems = MalformedRecords()
+    items, _ = _read_meta(Path(path), _check_version(version),
+                          _check_category_path(category_path), problems)
+    problems.settle(on_malformed)
     return items
 
 
@@ -286,22 +451,29 @@ def read_amazon(
     meta: str | Path,
     version: str = "auto",
     category_path: Sequence[str] | None = None,
+    on_malformed: str = "fail",
 ) -> RawTables:
     """Read reviews/ratings and meta into ``(interactions, items)``.
 
     Interactions are restricted to items kept from the meta file (those under
     ``category_path``, e.g. ``["Clothing, Shoes & Jewelry", "Women"]``; None keeps all).
     With ``version="auto"`` a ratings CSV takes its column order from the meta format.
+    Invalid lines of both files are gathered and settled by ``on_malformed``: ``fail`` (one
+    error listing the first few), ``skip`` (logged, left out) or ``report`` (left out and
+    listed in ``RawTables.problems`` for the caller to decide).
     """
     reviews, meta = Path(reviews), Path(meta)
     version = _check_version(version)
-    items, detected = _read_meta(meta, version, _check_category_path(category_path))
+    check_on_malformed(on_malformed)
+    problems = MalformedRecords()
+    items, detected = _read_meta(meta, version, _check_category_path(category_path), problems)
     reviews_version = version
     if version == "auto" and _is_csv(reviews) and detected is not None:
         reviews_version = detected
     interactions = read_amazon_reviews(
-        reviews, reviews_version, items=set(items["item_raw_id"])
+        reviews, reviews_version, items=set(items["item_raw_id"]), problems=problems
     )
+    problems.settle("fail" if interactions.empty else on_malformed)
     if interactions.empty:
         raise RawDataError(
             f"{reviews}: no review refers to an item kept from {meta}; check that both files "
@@ -311,4 +483,4 @@ def read_amazon(
         "Read %d interactions on %d items from %s and %s.",
         len(interactions), len(items), reviews.name, meta.name,
     )
-    return RawTables(interactions, items)
+    return RawTables(interactions, items, problems)

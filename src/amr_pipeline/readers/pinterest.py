@@ -14,9 +14,17 @@ from pathlib import Path
 
 import bson
 from bson.errors import BSONError
+from bson.objectid import ObjectId
 
 from amr_pipeline.errors import RawDataError, describe_location
-from amr_pipeline.readers import RawTables, make_interactions, make_items
+from amr_pipeline.readers import (
+    MalformedRecords,
+    RawTables,
+    check_on_malformed,
+    make_interactions,
+    make_items,
+    malformed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +63,70 @@ def _field(document: Mapping, field: str, source, record: int):
     try:
         return document[field]
     except KeyError:
-        raise RawDataError(
-            f"{describe_location(source, record)}: required field {field!r} is missing "
-            f"(fields present: {sorted(document)}); check that this is the right dump file."
+        raise malformed(
+            source, record,
+            f"required field {field!r} is missing (fields present: {sorted(document)}); "
+            "check that this is the right dump file."
         ) from None
+
+
+def _identifier(document: Mapping, field: str, source, record: int) -> tuple[str, str]:
+    """``(text, kind)`` of an id field: a non-empty string, an integer or an ObjectId.
+
+    Anything else (a float, a nested document, a list, a boolean, null) is a malformed record,
+    never turned into text that could equal another id.
+    """
+    value = _field(document, field, source, record)
+    if isinstance(value, str):
+        if value.strip():
+            return value, "string"
+        reason = "is an empty string"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return str(value), "integer"
+    elif isinstance(value, ObjectId):
+        return str(value), "ObjectId"
+    else:
+        reason = f"has type {type(value).__name__} ({value!r:.60})"
+    raise malformed(
+        source, record,
+        f"{field} {reason}; expected a non-empty string or an integer. "
+        "Fix the record, or re-export the dump with mongodump."
+    )
+
+
+def _category_index(value) -> int:
+    """``cate_id`` as an integer (an integral double, as the mongo shell writes, is accepted);
+    -1 for anything else."""
+    if isinstance(value, bool):
+        return -1
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return -1
+
+
+class _BoardIds:
+    """Board ids seen so far, so that two different BSON values never become one board.
+
+    ``5`` (integer) and ``"5"`` (string) have the same text; when both occur in the dump
+    the later one is a malformed record.
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[str, str, int]] = {}
+
+    def check(self, document: Mapping, source, record: int) -> str:
+        text, kind = _identifier(document, "board_id", source, record)
+        seen = self.first.setdefault(text, (kind, str(source), record))
+        if seen[0] != kind:
+            raise malformed(
+                source, record,
+                f"board_id {document['board_id']!r} ({kind}) has the same text as the "
+                f"{seen[0]} board_id in {seen[1]}, record {seen[2]}; they would merge into one "
+                "board. Fix: give every board_id one type (string) across the dump files."
+            )
+        return text
 
 
 def build_pinterest_tables(
@@ -67,6 +135,7 @@ def build_pinterest_tables(
     board_category_docs: Iterable[Mapping] = (),
     category_names: list[str] | None = None,
     sources: Mapping[str, str] | None = None,
+    on_malformed: str = "fail",
 ) -> RawTables:
     """Join boards, pin images and board categories into ``(interactions, items)``.
 
@@ -76,7 +145,14 @@ def build_pinterest_tables(
     Pins without an image record are dropped (and counted in the log).
     ``sources`` maps ``board_pins``/``pin_images``/``board_categories`` to the
     file names used in error messages; record numbers are 1-based document indexes.
+
+    Every record is validated: required fields present, ``board_id``/``pin_id`` a non-empty
+    string or an integer (one type per board id across the files), ``im_name`` a non-empty
+    string, ``pins`` a list, ``cate_id`` a line of categories.txt. Invalid records are gathered
+    and settled by ``on_malformed`` (``fail``: one error listing the first few; ``skip``: logged
+    and left out; ``report``: left out, listed in ``RawTables.problems``).
     """
+    check_on_malformed(on_malformed)
     sources = {
         "board_pins": BOARD_PINS_FILE,
         "pin_images": PIN_IMAGES_FILE,
@@ -85,42 +161,63 @@ def build_pinterest_tables(
         **(sources or {}),
     }
     category_names = list(category_names or [])
+    problems = MalformedRecords()
+    board_ids = _BoardIds()
 
     pin_image: dict[str, str] = {}
+    source = sources["pin_images"]
     for record, doc in enumerate(pin_image_docs, start=1):
-        pin_id = str(_field(doc, "pin_id", sources["pin_images"], record))
-        im_name = _field(doc, "im_name", sources["pin_images"], record)
-        pin_image.setdefault(pin_id, str(im_name))
+        try:
+            pin_id, _ = _identifier(doc, "pin_id", source, record)
+            im_name = _field(doc, "im_name", source, record)
+            if not isinstance(im_name, str) or not im_name.strip():
+                raise malformed(
+                    source, record,
+                    f"im_name must be a non-empty file name, got {im_name!r:.60}; "
+                    "fix the record or re-export the dump."
+                )
+        except RawDataError as error:
+            problems.add(source, record, str(error))
+            continue
+        pin_image.setdefault(pin_id, im_name)
 
     board_categories: dict[str, set[int]] = defaultdict(set)
+    source = sources["board_categories"]
     for record, doc in enumerate(board_category_docs, start=1):
-        board_id = str(_field(doc, "board_id", sources["board_categories"], record))
-        cate_id = _field(doc, "cate_id", sources["board_categories"], record)
         try:
-            cate_id = int(cate_id)
-        except (TypeError, ValueError):
-            cate_id = -1
-        if not 0 <= cate_id < len(category_names):
-            raise RawDataError(
-                f"{describe_location(sources['board_categories'], record)}: unknown category "
-                f"{doc['cate_id']!r}: {sources['categories']} has {len(category_names)} lines "
-                "and cate_id is its 0-based line index; use the categories.txt of the same dump."
-            )
+            board_id = board_ids.check(doc, source, record)
+            raw_cate = _field(doc, "cate_id", source, record)
+            cate_id = _category_index(raw_cate)
+            if not 0 <= cate_id < len(category_names):
+                raise malformed(
+                    source, record,
+                    f"unknown category {raw_cate!r}: {sources['categories']} has "
+                    f"{len(category_names)} lines and cate_id is its 0-based line index; "
+                    "use the categories.txt of the same dump."
+                )
+        except RawDataError as error:
+            problems.add(source, record, str(error))
+            continue
         board_categories[board_id].add(cate_id)
 
     users: list[str] = []
     item_ids: list[str] = []
     item_votes: dict[str, Counter] = {}
     dropped = 0
+    source = sources["board_pins"]
     for record, doc in enumerate(board_pins_docs, start=1):
-        board_id = str(_field(doc, "board_id", sources["board_pins"], record))
-        pins = _field(doc, "pins", sources["board_pins"], record)
-        if not isinstance(pins, list):
-            raise RawDataError(
-                f"{describe_location(sources['board_pins'], record)}: field 'pins' must be a "
-                f"list of pin ids, got {type(pins).__name__}; "
-                "check that this is the board-pins file."
-            )
+        try:
+            board_id = board_ids.check(doc, source, record)
+            pins = _field(doc, "pins", source, record)
+            if not isinstance(pins, list):
+                raise malformed(
+                    source, record,
+                    f"field 'pins' must be a list of pin ids, got {type(pins).__name__}; "
+                    "check that this is the board-pins file."
+                )
+        except RawDataError as error:
+            problems.add(source, record, str(error))
+            continue
         cates = board_categories.get(board_id, ())
         voted: set[str] = set()
         for pin in pins:
@@ -135,6 +232,7 @@ def build_pinterest_tables(
                 voted.add(im_name)
                 votes.update(cates)
 
+    problems.settle("fail" if not users else on_malformed)
     if dropped:
         logger.info(
             "Dropped %d of %d pins in %s that have no image record in %s.",
@@ -155,7 +253,7 @@ def build_pinterest_tables(
             categories.append(None)
     interactions = make_interactions(users, item_ids)
     items = make_items(item_votes.keys(), item_votes.keys(), categories)
-    return RawTables(interactions, items)
+    return RawTables(interactions, items, problems)
 
 
 def read_category_names(path: str | Path) -> list[str]:
@@ -172,12 +270,15 @@ def read_pinterest(
     pin_images: str | Path = PIN_IMAGES_FILE,
     board_categories: str | Path | None = BOARD_CATEGORIES_FILE,
     categories: str | Path | None = CATEGORIES_FILE,
+    on_malformed: str = "fail",
 ) -> RawTables:
     """Read the dump in ``folder`` into ``(interactions, items)``.
 
     File arguments are relative to ``folder`` (absolute paths also work). Pass
     ``board_categories=None, categories=None`` to skip categories (all NA).
+    ``on_malformed`` settles invalid records, see :func:`build_pinterest_tables`.
     """
+    check_on_malformed(on_malformed)
     folder = Path(folder)
     paths = {
         "board_pins": folder / board_pins,
@@ -210,4 +311,5 @@ def read_pinterest(
         board_category_docs,
         category_names,
         sources={key: str(path) for key, path in paths.items() if path is not None},
+        on_malformed=on_malformed,
     )

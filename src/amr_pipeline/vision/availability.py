@@ -17,8 +17,9 @@ REPORT_COLUMNS = ["item_raw_id", "image", "reason"]
 
 
 def missing_visuals(items: pd.DataFrame, source) -> pd.DataFrame:
-    """Items whose image file is missing or unreadable, or that have no precomputed feature
-    row: ``item_raw_id, image, reason`` (empty when every item is fine)."""
+    """Items whose image file is missing or unreadable, whose image name escapes the image
+    folder (never opened), or that have no precomputed feature row:
+    ``item_raw_id, image, reason`` (empty when every item is fine)."""
     if isinstance(source, RawFeatures):
         known = pd.Index(np.asarray(source.raw_ids, dtype=str))
         absent = ~items["item_raw_id"].astype(str).isin(known)
@@ -38,6 +39,9 @@ def missing_visuals(items: pd.DataFrame, source) -> pd.DataFrame:
 def _image_problem(folder: ImageFolder, name: str | None) -> str | None:
     if not name:
         return "no image file name"
+    escape = folder.escape_reason(name)
+    if escape is not None:
+        return f"{escape}: {name!r} is not opened"
     status = folder.stat(name)
     if status is None:
         return f"missing file {folder.path(name)}"

@@ -35,6 +35,7 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
+from amr_pipeline.readers import paths
 from amr_pipeline.readers.features import ItemFeatures, check_on_missing, format_problems
 from amr_pipeline.vision import quantization
 
@@ -71,18 +72,27 @@ RANDOM_INIT = "random-glorot-v1"
 
 @dataclass(frozen=True)
 class ImageFolder:
-    """A folder of item images addressed by file name relative to ``root``; opened on demand."""
+    """A folder of item images addressed by file name relative to ``root``; opened on demand.
+
+    Every name goes through :mod:`amr_pipeline.readers.paths`: a name that is absolute, has a
+    ``..`` part or resolves outside ``root`` (through a symlink too) is never stat-ed or opened.
+    """
 
     root: Path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    def escape_reason(self, name: str) -> str | None:
+        """Why ``name`` would leave the folder (None when it stays inside)."""
+        return paths.escape_reason(self.root, name)
+
     def path(self, name: str) -> Path:
-        return self.root / name
+        """Resolved path of ``name``; raises :class:`RawDataError` if it escapes the folder."""
+        return paths.path_inside(self.root, name)
 
     def stat(self, name: str) -> os.stat_result | None:
-        """File status, or None when the file is absent."""
+        """File status, or None when the file is absent or the name escapes the folder."""
         try:
             result = os.stat(self.path(name))
         except (OSError, ValueError):

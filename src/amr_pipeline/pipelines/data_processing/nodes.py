@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from amr_pipeline.errors import RawDataError
+from amr_pipeline.errors import ConfigurationError, RawDataError
 from amr_pipeline.pipelines import mlflow_metrics
 from amr_pipeline.readers import RawTables
 from amr_pipeline.readers.features import format_problems
@@ -16,8 +16,31 @@ from amr_pipeline.vision.availability import missing_visuals
 logger = logging.getLogger(__name__)
 
 
-def ingest(raw: RawTables) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Unpack the raw reader's tables: interactions and items with raw ids."""
+MALFORMED_POLICIES = ("fail", "skip")
+
+
+def ingest(raw: RawTables, parameters: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Unpack the raw reader's tables (interactions and items with raw ids), after settling
+    the malformed records the reader left out.
+
+    ``on_malformed_record`` (default ``fail``): ``fail`` stops with one error that counts them
+    and lists the first few (file, record number, reason); ``skip`` logs that list and goes on.
+    """
+    policy = (parameters or {}).get("on_malformed_record", "fail")
+    if policy not in MALFORMED_POLICIES:
+        raise ConfigurationError(
+            f"data_processing.on_malformed_record must be one of {MALFORMED_POLICIES}, got "
+            f"{policy!r}; set it in parameters_data_processing.yml."
+        )
+    if len(raw.problems):
+        if policy == "fail":
+            raise RawDataError(raw.problems.message(
+                "correct or remove these records (or re-download the file), or set "
+                "data_processing.on_malformed_record: skip in parameters_data_processing.yml "
+                "to leave them out."
+            ))
+        logger.warning("%s", raw.problems.message(
+            "these records are left out (data_processing.on_malformed_record: skip)."))
     return raw.interactions, raw.items
 
 

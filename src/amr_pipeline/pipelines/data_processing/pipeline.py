@@ -8,7 +8,12 @@ from .nodes import filter_and_index, ingest, sample_candidates, split
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(ingest, "raw_source", ["raw_interactions", "raw_items"], name="ingest_raw_dump"),
+            Node(
+                ingest,
+                ["raw_source", "params:data_processing"],
+                ["raw_interactions", "raw_items"],
+                name="ingest_raw_dump",
+            ),
             Node(
                 filter_and_index,
                 ["raw_interactions", "raw_items", "image_source", "params:data_processing"],
