@@ -170,3 +170,141 @@ def test_truncated_gzip(tmp_path):
 def test_bad_version():
     with pytest.raises(ConfigurationError):
         read_amazon_reviews("x.json", version="2016")
+
+
+def test_a_meta_line_that_is_code_is_reported_never_run(tmp_path):
+    marker = tmp_path / "executed"
+    code = f"__import__('os').system('touch {marker}')"
+    lines = [repr(META_2014[0]), code, repr(META_2014[1]),
+             "{'asin': 'M2', 'categories': [['Men']], 'x': __import__('os').getcwd()}"]
+    meta = write_lines(tmp_path / "meta_Evil.json.gz", lines)
+    with pytest.raises(RawDataError) as error:
+        read_amazon_meta(meta, category_path=WOMEN)
+    message = str(error.value)
+    assert message.startswith("2 malformed record(s) in ") and "meta_Evil.json.gz" in message
+    assert "meta_Evil.json.gz, record 2: line is neither JSON nor a Python literal" in message
+    assert "meta_Evil.json.gz, record 4:" in message
+    assert "Fix: correct or remove these records" in message
+    assert not marker.exists()
+    items = read_amazon_meta(meta, category_path=WOMEN, on_malformed="skip")
+    assert items["item_raw_id"].tolist() == ["W1"]
+    assert not marker.exists()
+
+
+def test_meta_lines_outside_the_category_are_still_validated(tmp_path):
+    men = repr(META_2014[1])
+    lines = [repr(META_2014[0]), men[:-1], men.replace("'M1'", "''"), men, men.replace("[", "[[", 1),
+             json.dumps(META_2018[1]), json.dumps(META_2018[1])[:-2], "{'asin': 'M7', 'a': 01}"]
+    meta = write_lines(tmp_path / "meta_Cut.json", lines)
+    with pytest.raises(RawDataError) as error:
+        read_amazon_meta(meta, category_path=WOMEN)
+    message = str(error.value)
+    assert message.startswith("5 malformed record(s)")
+    for record in (2, 3, 5, 7, 8):
+        assert f"meta_Cut.json, record {record}:" in message
+    for record in (1, 4, 6):
+        assert f"meta_Cut.json, record {record}:" not in message
+
+
+def test_first_few_malformed_line_numbers_are_listed(tmp_path):
+    lines = [repr(META_2014[0])] + ["garbage"] * 25
+    meta = write_lines(tmp_path / "meta_G.json", lines)
+    with pytest.raises(RawDataError) as error:
+        read_amazon_meta(meta, category_path=WOMEN)
+    message = str(error.value)
+    assert message.startswith("25 malformed record(s)")
+    assert "meta_G.json, record 11:" in message and "meta_G.json, record 12:" not in message
+    assert "... and 15 more" in message
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("u2,W1,five,1300000000", "rating 'five' is not a number from 1 to 5"),
+        ("u2,W1,0,1300000000", "rating '0' is not a number from 1 to 5"),
+        ("u2,W1,6.5,1300000000", "rating '6.5' is not a number from 1 to 5"),
+        ("u2,W1,nan,1300000000", "rating 'nan' is not a number from 1 to 5"),
+        ("u2,W1,,1300000000", "rating '' is not a number from 1 to 5"),
+        ("u2,W1,4.0,soon", "timestamp 'soon' is not a Unix time"),
+        ("u2,W1,4.0,13.5", "timestamp '13.5' is not a Unix time"),
+        ("u2,W1,4.0,-1", "timestamp '-1' is not a Unix time"),
+        ("u2,W1,4.0,inf", "timestamp 'inf' is not a Unix time"),
+        ("u2,W1,4.0,", "timestamp is empty"),
+        (",W1,4.0,1300000000", "user id is empty"),
+        ("u2, ,4.0,1300000000", "item id is empty"),
+    ],
+)
+def test_ratings_csv_columns_are_validated(tmp_path, row, reason):
+    path = write_lines(tmp_path / "ratings_V.csv", ["u1,W1,5.0,1300000000", row])
+    with pytest.raises(RawDataError) as error:
+        read_amazon_reviews(path)
+    message = str(error.value)
+    assert f"ratings_V.csv, record 2: {reason}" in message
+    assert "fix or remove the line" in message
+
+
+def test_ratings_csv_accepts_integral_float_times(tmp_path):
+    path = write_lines(tmp_path / "ratings_F.csv", ["u1,W1,5,1300000000.0", "u2,W1,1.0,7"])
+    assert read_amazon_reviews(path)["timestamp"].tolist() == [1300000000, 7]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"overall": "five"}, "rating 'five' is not a number"),
+        ({"overall": True}, "rating True is not a number"),
+        ({"unixReviewTime": True}, "timestamp True is not a Unix time"),
+        ({"unixReviewTime": 1.5}, "timestamp 1.5 is not a Unix time"),
+        ({"reviewerID": {"id": 1}}, "reviewerID has type dict"),
+        ({"asin": ["W1"]}, "asin has type list"),
+    ],
+)
+def test_json_review_fields_are_validated(tmp_path, change, reason):
+    path = write_lines(tmp_path / "reviews_V.json",
+                       [json.dumps(REVIEWS[0]), json.dumps({**REVIEWS[1], **change})])
+    with pytest.raises(RawDataError, match=rf"reviews_V\.json, record 2: {reason}"):
+        read_amazon_reviews(path)
+
+
+def test_reviews_on_items_outside_the_category_are_validated_too(files_2014, tmp_path):
+    _, meta = files_2014
+    ratings = write_lines(tmp_path / "ratings_C.csv", ["u1,W1,5.0,1", "u2,M1,five,2"])
+    with pytest.raises(RawDataError, match=r"ratings_C\.csv, record 2: rating 'five'"):
+        read_amazon(ratings, meta, category_path=WOMEN)
+    tables = read_amazon(ratings, meta, category_path=WOMEN, on_malformed="report")
+    assert tables.interactions["user_raw_id"].tolist() == ["u1"]
+    assert tables.problems.frame()[["record"]].values.ravel().tolist() == [2]
+
+
+def test_the_cheap_record_check_never_passes_a_line_that_does_not_parse():
+    """Lines the category test skips unparsed must be proven records: mutate a real-looking
+    line at random and compare the check with ``ast.literal_eval``."""
+    import ast
+    import random
+
+    from amr_pipeline.readers.amazon import _is_valid_record
+
+    record = {"asin": "B000123", "related": {"also_bought": ["B01", "B02"], "also_viewed": []},
+              "title": "Men's \"fine\" shirt \\ \u00e9", "price": 3.17, "salesRank": {"A": 5},
+              "imUrl": "http://x/y.jpg", "rank": -1e-3, "flag": None, "ok": True,
+              "categories": [["Clothing, Shoes & Jewelry", "Men"]]}
+    line = repr(record)
+    assert _is_valid_record(line, "auto") and _is_valid_record(json.dumps(record), "auto")
+    alphabet = list("{}[]()'\",:.-+0eE\\ xNu_abc") + ["__import__('os')", "01", "1 2", "lambda"]
+    rng = random.Random(5)
+    passed = 0
+    for _ in range(3000):
+        chars = list(line)
+        for _ in range(rng.randint(1, 3)):
+            position = rng.randrange(len(chars))
+            if rng.random() < 0.5:
+                del chars[position]
+            else:
+                chars.insert(position, rng.choice(alphabet))
+        mutated = "".join(chars)
+        if not _is_valid_record(mutated, "auto"):
+            continue
+        passed += 1
+        value = ast.literal_eval(mutated)
+        assert isinstance(value, dict) and str(value["asin"]).strip(), mutated
+    assert passed > 100

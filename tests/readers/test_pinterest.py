@@ -131,3 +131,103 @@ def test_missing_file(dump):
     (dump / "categories.txt").unlink()
     with pytest.raises(RawDataError, match="categories.txt"):
         read_pinterest(dump)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [({"nested": "b1"}, "has type dict"), (5.0, "has type float"), (True, "has type bool"),
+     (None, "has type NoneType"), (["b1"], "has type list"), ("  ", "is an empty string")],
+)
+def test_board_id_of_unexpected_type_is_reported_with_file_record_and_fix(dump, value, shown):
+    write_bson(dump / "subset_iccv_board_pins.bson", BOARDS[:2] + [{"board_id": value, "pins": ["p6"]}])
+    with pytest.raises(RawDataError) as error:
+        read_pinterest(dump)
+    message = str(error.value)
+    assert f"subset_iccv_board_pins.bson, record 3: board_id {shown}" in message
+    assert "expected a non-empty string or an integer" in message
+    assert "on_malformed='skip'" in message
+
+
+def test_integer_and_string_board_ids_with_the_same_text_are_not_merged(dump):
+    boards = [{"board_id": 5, "pins": ["p1"]}, {"board_id": "5", "pins": ["p2", "p3"]}]
+    write_bson(dump / "subset_iccv_board_pins.bson", boards)
+    write_bson(dump / "subset_iccv_board_cate.bson", [])
+    with pytest.raises(RawDataError) as error:
+        read_pinterest(dump)
+    message = str(error.value)
+    assert "subset_iccv_board_pins.bson, record 2: board_id '5' (string)" in message
+    assert "integer board_id in" in message and "record 1" in message
+    assert "would merge into one board" in message
+
+    tables = read_pinterest(dump, on_malformed="report")
+    assert tables.interactions["user_raw_id"].tolist() == ["5"]
+    assert tables.interactions["item_raw_id"].tolist() == ["a.jpg"]
+    assert [record for _, record, _ in tables.problems.rows] == [2]
+
+
+def test_board_id_types_must_agree_across_the_board_files(dump):
+    write_bson(dump / "subset_iccv_board_cate.bson", [{"board_id": 1, "cate_id": 0}])
+    write_bson(dump / "subset_iccv_board_pins.bson", [{"board_id": "1", "pins": ["p1"]}])
+    with pytest.raises(RawDataError, match=r"board_pins\.bson, record 1: board_id '1' \(string\)"
+                                           r" has the same text as the integer board_id in "
+                                           r".*board_cate\.bson, record 1"):
+        read_pinterest(dump)
+
+
+def test_object_id_and_int64_board_ids_become_text(dump):
+    from bson.int64 import Int64
+    from bson.objectid import ObjectId
+
+    object_id = ObjectId()
+    boards = [{"board_id": object_id, "pins": ["p1"]}, {"board_id": Int64(2**40), "pins": ["p2"]}]
+    write_bson(dump / "subset_iccv_board_pins.bson", boards)
+    write_bson(dump / "subset_iccv_board_cate.bson", [])
+    interactions, _ = read_pinterest(dump)
+    assert interactions["user_raw_id"].tolist() == [str(object_id), str(2**40)]
+
+
+@pytest.mark.parametrize("im_name", [7, {"path": "a.jpg"}, "", None])
+def test_im_name_must_be_a_file_name(dump, im_name):
+    write_bson(dump / "subset_iccv_pin_im.bson", PIN_IMAGES[:1] + [{"pin_id": "p2", "im_name": im_name}])
+    with pytest.raises(RawDataError, match=r"subset_iccv_pin_im\.bson, record 2: im_name must be "
+                                           r"a non-empty file name"):
+        read_pinterest(dump)
+
+
+def test_malformed_records_are_counted_and_the_first_few_listed(dump):
+    bad = [{"pin_id": {"$bad": i}, "im_name": "x.jpg"} for i in range(14)]
+    write_bson(dump / "subset_iccv_pin_im.bson", PIN_IMAGES + bad)
+    with pytest.raises(RawDataError) as error:
+        read_pinterest(dump)
+    message = str(error.value)
+    assert message.startswith("14 malformed record(s) in ")
+    assert "subset_iccv_pin_im.bson, record 7: pin_id has type dict" in message
+    assert "record 16:" in message and "record 17:" not in message
+    assert "... and 4 more" in message
+
+
+def test_skip_leaves_malformed_records_out_and_logs_them(dump, caplog):
+    boards = BOARDS + [{"board_id": {"nested": 1}, "pins": ["p1"]}]
+    write_bson(dump / "subset_iccv_board_pins.bson", boards)
+    with caplog.at_level(logging.WARNING, logger="amr_pipeline.readers"):
+        tables = read_pinterest(dump, on_malformed="skip")
+    assert sorted(set(tables.interactions["user_raw_id"])) == ["b1", "b2", "b3"]
+    assert len(tables.problems) == 1
+    assert "subset_iccv_board_pins.bson, record 4: board_id has type dict" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="amr_pipeline.readers"):
+        tables = read_pinterest(dump, on_malformed="report")
+    assert caplog.text == "" and tables.problems.frame()["record"].tolist() == [4]
+
+
+def test_only_malformed_records_fail_even_when_skipping(dump):
+    write_bson(dump / "subset_iccv_board_pins.bson", [{"board_id": 1.5, "pins": ["p1"]}])
+    with pytest.raises(RawDataError, match="1 malformed record"):
+        read_pinterest(dump, on_malformed="skip")
+
+
+def test_bad_policy_is_a_configuration_error(dump):
+    from amr_pipeline.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="on_malformed must be one of"):
+        read_pinterest(dump, on_malformed="ignore")
