@@ -1,4 +1,5 @@
-"""Project hooks: MLflow run tags, and a run that survives an unwritable tracking store.
+"""Project hooks: MLflow run tags, a run that survives an unwritable tracking store, and the
+Ray connection for the steps that run on Ray.
 
 kedro-mlflow opens one MLflow run per ``kedro run``. These hooks tag it with the dataset (the
 environment's ``globals.dataset``), the pipeline and the git commit. If the tracking store
@@ -20,6 +21,7 @@ from kedro.framework.hooks import hook_impl
 logger = logging.getLogger(__name__)
 
 MLFLOW_PLUGIN = "kedro-mlflow"
+RAY_EXECUTORS = ("features.executor", "robustness.executor")
 
 
 class MlflowRunHooks:
@@ -94,6 +96,36 @@ class MlflowRunHooks:
     def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:
         if self._mlflow is not None:
             self._mlflow.on_pipeline_error(error, run_params, pipeline, catalog)
+
+
+class RayHooks:
+    """Connects to Ray once per run, from ``conf/<env>/ray.yml``, when a step runs on Ray.
+
+    Kedro's pattern for a Spark session: ``after_context_created`` reads the configuration
+    and opens the connection before any node runs. Nothing happens (Ray is not even
+    imported) unless one of :data:`RAY_EXECUTORS` is ``ray``.
+    """
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        users = [name for name in RAY_EXECUTORS if _parameter(context.params, name) == "ray"]
+        if not users:
+            return
+        from amr_pipeline.distributed import connect
+
+        try:
+            settings = dict(context.config_loader["ray"])
+        except Exception:  # noqa: BLE001 - no ray.yml: the defaults (a local Ray)
+            settings = {}
+        logger.info("Ray is used by %s", ", ".join(users))
+        connect(settings, source=f"conf/{context.env or 'base'}/ray.yml")
+
+
+def _parameter(parameters: dict, dotted: str):
+    value = parameters
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def tracking_store_problem(uri: str, project_path: Path) -> str | None:

@@ -1,6 +1,7 @@
 """Kedro project settings: https://docs.kedro.org/en/stable/kedro_project_setup/settings.html
 
-kedro-mlflow's hooks register themselves through their plugin entry point.
+kedro-mlflow's hooks run behind MlflowRunHooks; RayHooks connect to Ray (conf/<env>/ray.yml)
+when a step's executor is ray.
 """
 
 from kedro.config import OmegaConfigLoader
@@ -9,11 +10,12 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
+                        "ray": ["ray*", "ray*/**"]},
 }
 
-from amr_pipeline.hooks import MlflowRunHooks  # noqa: E402
+from amr_pipeline.hooks import MlflowRunHooks, RayHooks  # noqa: E402
 
-HOOKS = (MlflowRunHooks(),)
+HOOKS = (MlflowRunHooks(), RayHooks())
 # kedro-mlflow's hook runs behind MlflowRunHooks, which first checks the tracking store.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")

@@ -28,6 +28,12 @@ candidates gives ``ŷ + ε ŷ_Δ`` for the whole ε grid; Δ is never held as an
 
 Models without a ``feature_projection`` (POP, MF) have nothing to attack: every attack is a
 no-op there and reports the clean numbers (a warning is logged).
+
+The heavy maps run on an executor (:mod:`amr_pipeline.distributed`): candidate scores and
+ranks over blocks of users, the training-loss gradient over partitions of the training pairs
+(summed in partition order) and ``fgsm``'s D-space step over item chunks, with the item
+vectors, ``E`` and the candidate matrix shared once. ``local`` and ``ray`` run the same block
+functions on the same blocks, so their results are identical.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.special import expit
 
+from amr_pipeline.distributed import LocalExecutor
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys.metrics import grouped_candidates, summarise
 from amr_pipeline.recsys.models import FactorModel
@@ -52,6 +59,8 @@ ATTACKS = ("random", "fgm_train", "fgm_test", "fgsm", "pgd", "certified")
 SINGLE_STEP = ("random", "fgm_train", "fgm_test", "fgsm")
 _GATHER_FLOATS = 1 << 20  # floats per gathered block (4 MB)
 _ITEM_CHUNK = 8192  # items per D-dimensional block; fixes the random stream too
+_TASK_ENTRIES = 1 << 22  # candidate entries per user block handed to an executor
+_PAIR_PARTITION = 1 << 19  # training pairs per partition of the training-loss gradient
 
 
 def training_triples(train: pd.DataFrame, n_items: int, seed: int = 0):
@@ -66,8 +75,9 @@ class _Candidates:
     """Candidates as an (n_users x C) item matrix, test item in column 0; ragged lists are
     padded with the test item and masked out by ``valid``."""
 
-    def __init__(self, candidates: pd.DataFrame, n_items: int):
+    def __init__(self, candidates: pd.DataFrame, n_items: int, executor=None):
         self.n_items = int(n_items)
+        self.executor = executor if executor is not None else LocalExecutor()
         users, items, is_test, starts = grouped_candidates(candidates)
         if items.min() < 0 or items.max() >= self.n_items:
             raise ConfigurationError(
@@ -88,11 +98,30 @@ class _Candidates:
             self.items[np.repeat(np.arange(len(starts)), sizes), column] = items
             self.valid = np.arange(width) < sizes[:, None]
 
+    def step(self, width: int = 1) -> int:
+        """Users per gathered block: about ``_GATHER_FLOATS`` entries of ``width`` floats."""
+        return max(1, _GATHER_FLOATS // (self.items.shape[1] * width))
+
     def blocks(self, width: int = 1):
         """User slices holding about ``_GATHER_FLOATS`` entries of ``width`` floats each."""
-        step = max(1, _GATHER_FLOATS // (self.items.shape[1] * width))
+        step = self.step(width)
         for start in range(0, len(self.users), step):
             yield slice(start, start + step)
+
+    def task_blocks(self, width: int = 1) -> list[tuple[int, int, int]]:
+        """``(start, stop, step)`` user blocks for an executor: each about ``_TASK_ENTRIES``
+        candidates, a whole number of the gathered blocks of :meth:`blocks` (same edges)."""
+        step = self.step(width)
+        size = step * max(1, -(-_TASK_ENTRIES // (self.items.shape[1] * step)))
+        n = len(self.users)
+        return [(start, min(start + size, n), step) for start in range(0, n, size)]
+
+    def shared(self):
+        """Handles on the candidate matrix, its users and mask, shared once per executor."""
+        if not hasattr(self, "_shared"):
+            share = self.executor.share
+            self._shared = (share(self.items), share(self.users), share(self.valid))
+        return self._shared
 
     def scores(self, user_factors: np.ndarray, table: np.ndarray) -> np.ndarray:
         """``p_u · table_i`` for every candidate: (n, C) for an (I, K) table, (n, C, m) for a
@@ -103,23 +132,31 @@ class _Candidates:
         m = table.shape[1] // k
         n, width = self.items.shape
         out = np.empty((n, width * m, 1), np.float32)
-        for block in self.blocks(m * k):
-            rows = np.take(table, self.items[block], axis=0).reshape(-1, width * m, k)
-            np.matmul(rows, user_factors[self.users[block], :, None], out=out[block])
+        items, users, _ = self.shared()
+        share = self.executor.share
+        blocks = self.task_blocks(m * k)
+        parts = self.executor.map(_score_block, blocks, items, users, share(user_factors),
+                                  share(table), m, k)
+        for (start, stop, _), part in zip(blocks, parts):
+            out[start:stop] = part
         return out.reshape(n, width, m) if stacked else out.reshape(n, width)
 
     def ranks(self, scores: np.ndarray, shift: np.ndarray | None = None, epsilon: float = 0.0):
         """How many valid negatives score ``>=`` the test item (ties count against it) under
         ``scores + ε shift``, the rule of ``metrics.rank_candidates``."""
-        out = np.empty(len(self.users), np.int64)
-        for block in self.blocks():
-            current = scores[block]
-            if shift is not None:
-                current = current + np.float32(epsilon) * shift[block]
-            beaten = current[:, 1:] >= current[:, :1]
-            if self.valid is not None:
-                beaten &= self.valid[block, 1:]
-            out[block] = beaten.sum(axis=1)
+        return self.rank_grid(scores, shift, [epsilon])[:, 0]
+
+    def rank_grid(self, scores: np.ndarray, shift: np.ndarray | None, epsilons) -> np.ndarray:
+        """:meth:`ranks` at every ``ε`` of ``epsilons`` (n x len(ε)), over user blocks."""
+        out = np.empty((len(self.users), len(epsilons)), np.int64)
+        _, _, valid = self.shared()
+        share = self.executor.share
+        blocks = self.task_blocks()
+        epsilons = np.asarray(epsilons, np.float32)
+        parts = self.executor.map(_rank_block, blocks, share(scores), share(shift), valid,
+                                  epsilons)
+        for (start, stop, _), part in zip(blocks, parts):
+            out[start:stop] = part
         return out
 
     def test_loss_weights(self, scores: np.ndarray) -> np.ndarray:
@@ -179,6 +216,60 @@ class _Candidates:
         return matrix @ user_rows
 
 
+def _score_block(block, items, users, user_factors, table, m, k) -> np.ndarray:
+    """``p_u · table_i`` (b, C·m, 1) for the users ``start:stop`` of ``block``, gathered
+    ``step`` users at a time (the executor's unit of work in :meth:`_Candidates.scores`)."""
+    start, stop, step = block
+    width = items.shape[1]
+    out = np.empty((stop - start, width * m, 1), np.float32)
+    for first in range(start, stop, step):
+        last = min(first + step, stop)
+        rows = np.take(table, items[first:last], axis=0).reshape(-1, width * m, k)
+        np.matmul(rows, user_factors[users[first:last], :, None],
+                  out=out[first - start:last - start])
+    return out
+
+
+def _rank_block(block, scores, shift, valid, epsilons) -> np.ndarray:
+    """Ranks (b x len(ε)) of the users ``start:stop`` under ``scores + ε shift``, ``step``
+    users at a time (the unit of work of :meth:`_Candidates.rank_grid`)."""
+    start, stop, step = block
+    out = np.empty((stop - start, len(epsilons)), np.int64)
+    for first in range(start, stop, step):
+        last = min(first + step, stop)
+        for column, epsilon in enumerate(epsilons):
+            current = scores[first:last]
+            if shift is not None:
+                current = current + epsilon * shift[first:last]
+            beaten = current[:, 1:] >= current[:, :1]
+            if valid is not None:
+                beaten &= valid[first:last, 1:]
+            out[first - start:last - start, column] = beaten.sum(axis=1)
+    return out
+
+
+def _train_gradient_block(block, users, positives, negatives, user_factors, vectors):
+    """One partition's part of the training-loss gradient: ``(items, g rows)`` for the items
+    its pairs touch, ``g_i = Σ ∓σ(-x_uij) p_u`` over the pairs ``start:stop``."""
+    start, stop = block
+    users, positives, negatives = users[start:stop], positives[start:stop], negatives[start:stop]
+    margin = np.einsum("nk,nk->n", user_factors[users], vectors[positives] - vectors[negatives])
+    weight = expit(-margin)
+    touched, rows = np.unique(np.r_[positives, negatives], return_inverse=True)
+    matrix = sparse.coo_matrix(
+        (np.r_[-weight, weight], (rows, np.r_[users, users])),
+        shape=(len(touched), len(user_factors)),
+    ).tocsr()
+    return touched, np.asarray(matrix @ user_factors)
+
+
+def _sign_shift_block(block, gradient, projection, scale) -> np.ndarray:
+    """``E (sign(Γ_i)/√D)`` (chunk x K) for the items ``start:stop`` of ``block``."""
+    start, stop = block
+    delta = np.sign(gradient[start:stop] @ projection.T) * scale
+    return delta @ projection
+
+
 class _Pairs:
     """``(user row, item)`` pairs sorted by item: ``positions`` in the flattened candidate
     matrix, ``rows``, ``items`` and per-item ``indptr`` (a CSR layout over items)."""
@@ -226,8 +317,9 @@ class _Attacker:
     """One model's attack state: item vectors ``q_i + E c_i``, ``M = E Eᵀ``, clean candidate
     scores and the two loss gradients, each computed once."""
 
-    def __init__(self, model, features, candidates=None, train=None, seed=0):
+    def __init__(self, model, features, candidates=None, train=None, seed=0, executor=None):
         self.model, self.seed, self.train = model, int(seed), train
+        self.executor = executor if executor is not None else LocalExecutor()
         self.vectors = model.item_vectors(features)
         self.n_items, self.k = self.vectors.shape
         self.projection = model.feature_projection
@@ -236,7 +328,8 @@ class _Attacker:
             projection = self.projection.astype(np.float64)
             self.gram = projection.T @ projection
             self.gram32 = self.gram.astype(np.float32)
-        self.candidates = None if candidates is None else _Candidates(candidates, self.n_items)
+        self.candidates = (None if candidates is None
+                           else _Candidates(candidates, self.n_items, self.executor))
         self._cache = {}
 
     def _cached(self, key, compute):
@@ -275,15 +368,18 @@ class _Attacker:
         if self.train is None:
             raise ConfigurationError("fgm_train and fgsm attack the training loss: pass `train`")
         users, positives, negatives = training_triples(self.train, self.n_items, self.seed)
-        user_factors = self.model.user_factors.astype(np.float64)
-        vectors = self.vectors.astype(np.float64)
-        margin = np.einsum("nk,nk->n", user_factors[users], vectors[positives] - vectors[negatives])
-        weight = expit(-margin)
-        matrix = sparse.coo_matrix(
-            (np.r_[-weight, weight], (np.r_[positives, negatives], np.r_[users, users])),
-            shape=(self.n_items, len(user_factors)),
-        ).tocsr()
-        return np.asarray(matrix @ user_factors)
+        share = self.executor.share
+        partitions = [(start, min(start + _PAIR_PARTITION, len(users)))
+                      for start in range(0, len(users), _PAIR_PARTITION)]
+        parts = self.executor.map(
+            _train_gradient_block, partitions, share(users), share(positives), share(negatives),
+            share(self.model.user_factors.astype(np.float64)),
+            share(self.vectors.astype(np.float64)),
+        )
+        gradient = np.zeros((self.n_items, self.k), np.float64)
+        for touched, rows in parts:
+            gradient[touched] += rows
+        return gradient
 
     def _test_gradient(self):
         layout, user_rows = self._need_candidates(), self.user_rows
@@ -317,8 +413,15 @@ class _Attacker:
                 norms = np.sqrt((inside**2).sum(axis=1) + rest)[:, None]
                 shift[start : start + len(inside)] = inside @ triangle / norms
         else:
-            for start, delta in self.sign_perturbations():
-                shift[start : start + len(delta)] = delta @ self.projection
+            gradient = self.gradient("train").astype(np.float32)
+            scale = np.float32(1 / np.sqrt(len(self.projection)))
+            chunks = [(start, min(start + _ITEM_CHUNK, self.n_items))
+                      for start in range(0, self.n_items, _ITEM_CHUNK)]
+            share = self.executor.share
+            parts = self.executor.map(_sign_shift_block, chunks, share(gradient),
+                                      share(self.projection), scale)
+            for (start, stop), part in zip(chunks, parts):
+                shift[start:stop] = part
         return shift
 
     @property
@@ -338,13 +441,6 @@ class _Attacker:
             inside = rng.standard_normal((rows, rank))
             rest = rng.chisquare(dims - rank, rows) if dims > rank else np.zeros(rows)
             yield start, inside, rest
-
-    def sign_perturbations(self):
-        """``(first item, sign(Γ_i)/√D)`` per item chunk, ``Γ`` of the training loss."""
-        g = self.gradient("train").astype(np.float32)
-        scale = np.float32(1 / np.sqrt(len(self.projection)))
-        for start in range(0, self.n_items, _ITEM_CHUNK):
-            yield start, np.sign(g[start : start + _ITEM_CHUNK] @ self.projection.T) * scale
 
     def unit_scores(self, attacks: list[str]) -> list[np.ndarray]:
         """``p_u · E Δ_i`` at ``ε = 1`` for every candidate (n x C) per attack, from one pass
@@ -523,8 +619,12 @@ def evaluate_attacks(
     pgd_steps: int = 3,
     pgd_step_size: float | None = None,
     cold_items: np.ndarray | None = None,
+    executor=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """HR/NDCG under each attack and ``ε`` (Table 3, Figures 4-5).
+
+    ``executor`` (:mod:`amr_pipeline.distributed`; default: this process) runs the user-block
+    scores and ranks and the training-gradient partitions; every executor gives the same result.
 
     Returns ``table`` (``attack``, ``epsilon``, ``hr_at_N``, ``ndcg_at_N`` and
     ``<metric>_drop`` = (attacked - clean)/clean, a clean row with attack ``none``, ε 0) and
@@ -533,7 +633,7 @@ def evaluate_attacks(
     attacks, epsilons, cutoffs = list(attacks), [float(e) for e in epsilons], tuple(cutoffs)
     _check_attacks(attacks, epsilons, pgd_steps, pgd_step_size)
     clock = _Clock()
-    attacker = _Attacker(model, features, candidates, train, seed)
+    attacker = _Attacker(model, features, candidates, train, seed, executor)
     layout, clean_scores = attacker.candidates, attacker.clean_scores
     clean = layout.ranks(clean_scores)
     clock.lap("clean scores")
@@ -553,9 +653,7 @@ def evaluate_attacks(
         clock.lap("single-step scores")
         for attack, unit in zip(single, shifted):
             if attack in attacks:
-                results[attack] = np.stack(
-                    [layout.ranks(clean_scores, unit, e) for e in grid], axis=1
-                )
+                results[attack] = layout.rank_grid(clean_scores, unit, grid)
         clock.lap("single-step ranks")
         if "pgd" in attacks:
             results["pgd"] = np.stack(

@@ -6,6 +6,7 @@ import logging
 
 import pandas as pd
 
+from amr_pipeline.distributed import executor
 from amr_pipeline.pipelines import mlflow_metrics
 from amr_pipeline.pipelines.training.nodes import feature_matrix
 from amr_pipeline.recsys import metrics, robustness
@@ -69,7 +70,9 @@ def evaluate_robustness(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Re-rank the test candidates with every item's (scaled) features perturbed by ||Δ_i|| = ε
     under each attack (paper 4.3.2), plus the certified worst case; returns the table, the
-    per-user ranks and MLflow metrics ``robust.<attack>.eps_<ε>.<metric>``."""
+    per-user ranks and MLflow metrics ``robust.<attack>.eps_<ε>.<metric>``. The grid runs in
+    this process or on Ray (``parameters["executor"]``: ``local``, ``ray``), with the same
+    results."""
     model, features = load_model(user_factors, item_factors, feature_projection, item_features,
                                  items)
     cold = items.sort_values("item_id")["cold"].to_numpy(bool)
@@ -85,6 +88,7 @@ def evaluate_robustness(
         pgd_steps=parameters["pgd_steps"],
         pgd_step_size=parameters.get("pgd_step_size"),
         cold_items=cold,
+        executor=executor(parameters.get("executor", "local"), "robustness.executor"),
     )
     table.insert(0, "model", model_name)
     per_user.insert(0, "model", model_name)

@@ -1,0 +1,40 @@
+"""Executor choice and the Ray connection settings, without starting Ray."""
+
+import pytest
+
+from amr_pipeline.distributed import LocalExecutor, connect, executor
+from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.hooks import RAY_EXECUTORS, _parameter
+
+
+def test_local_executor_maps_in_block_order():
+    local = executor("local", "robustness.executor")
+    assert isinstance(local, LocalExecutor)
+    shared = local.share(10)
+    assert list(local.map(lambda block, offset: block + offset, [3, 1, 2], shared)) == [13, 11, 12]
+
+
+def test_unknown_executor_names_the_parameter_and_the_choices():
+    with pytest.raises(ConfigurationError, match=r"robustness.executor.*'local', 'ray'"):
+        executor("dask", "robustness.executor")
+
+
+def test_ray_executor_without_a_connection_says_how_to_connect():
+    import ray
+
+    if ray.is_initialized():  # pragma: no cover - Ray runs only in the isolated subprocess
+        pytest.skip("this process is connected to Ray")
+    with pytest.raises(ConfigurationError, match=r"features.executor: ray.*ray.yml"):
+        executor("ray", "features.executor")
+
+
+def test_unknown_ray_setting_names_the_file():
+    with pytest.raises(ConfigurationError, match=r"conf/base/ray.yml: unknown Ray settings \['adress'\]"):
+        connect({"adress": "auto"}, source="conf/base/ray.yml")
+
+
+def test_ray_hook_reads_the_executor_parameters():
+    parameters = {"features": {"executor": "local"}, "robustness": {"executor": "ray"}}
+    assert [name for name in RAY_EXECUTORS if _parameter(parameters, name) == "ray"] == [
+        "robustness.executor"]
+    assert _parameter({"features": None}, "features.executor") is None
