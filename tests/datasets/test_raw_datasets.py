@@ -102,3 +102,21 @@ def test_bad_raw_data_surfaces_through_the_catalog(pinterest_folder, amazon_file
         causes.append(error)
         error = error.__cause__
     assert any(isinstance(cause, RawDataError) for cause in causes)
+
+
+def test_malformed_records_are_left_out_and_listed_not_raised(pinterest_folder, amazon_files):
+    (pinterest_folder / "subset_iccv_board_pins.bson").write_bytes(
+        bson.encode({"board_id": "b1", "pins": ["p1", "p2"]})
+        + bson.encode({"board_id": {"$oid": "b2"}, "pins": ["p2"]})
+    )
+    reviews, meta = amazon_files
+    with reviews.open("a") as stream:
+        stream.write("__import__('os').system('true')\n")
+    catalog = make_catalog(pinterest_folder, amazon_files)
+    pinterest = catalog.load("pinterest_raw")
+    assert pinterest.interactions["user_raw_id"].tolist() == ["b1", "b1"]
+    assert pinterest.problems.frame()["record"].tolist() == [2]
+    amazon = catalog.load("amazon_raw")
+    assert amazon.interactions["user_raw_id"].tolist() == ["u1"]
+    assert [(source.endswith("reviews_C.json"), record)
+            for source, record, _ in amazon.problems.rows] == [(True, 3)]

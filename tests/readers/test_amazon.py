@@ -193,7 +193,8 @@ def test_a_meta_line_that_is_code_is_reported_never_run(tmp_path):
 
 def test_meta_lines_outside_the_category_are_still_validated(tmp_path):
     men = repr(META_2014[1])
-    lines = [repr(META_2014[0]), men[:-1], men.replace("'M1'", "''"), men, men.replace("[", "[[", 1),
+    lines = [repr(META_2014[0]), men[:-1], men.replace("'M1'", "''"), men,
+             men.replace("[", "[[", 1),
              json.dumps(META_2018[1]), json.dumps(META_2018[1])[:-2], "{'asin': 'M7', 'a': 01}"]
     meta = write_lines(tmp_path / "meta_Cut.json", lines)
     with pytest.raises(RawDataError) as error:

@@ -139,7 +139,8 @@ def test_missing_file(dump):
      (None, "has type NoneType"), (["b1"], "has type list"), ("  ", "is an empty string")],
 )
 def test_board_id_of_unexpected_type_is_reported_with_file_record_and_fix(dump, value, shown):
-    write_bson(dump / "subset_iccv_board_pins.bson", BOARDS[:2] + [{"board_id": value, "pins": ["p6"]}])
+    boards = BOARDS[:2] + [{"board_id": value, "pins": ["p6"]}]
+    write_bson(dump / "subset_iccv_board_pins.bson", boards)
     with pytest.raises(RawDataError) as error:
         read_pinterest(dump)
     message = str(error.value)
@@ -188,7 +189,8 @@ def test_object_id_and_int64_board_ids_become_text(dump):
 
 @pytest.mark.parametrize("im_name", [7, {"path": "a.jpg"}, "", None])
 def test_im_name_must_be_a_file_name(dump, im_name):
-    write_bson(dump / "subset_iccv_pin_im.bson", PIN_IMAGES[:1] + [{"pin_id": "p2", "im_name": im_name}])
+    pin_images = PIN_IMAGES[:1] + [{"pin_id": "p2", "im_name": im_name}]
+    write_bson(dump / "subset_iccv_pin_im.bson", pin_images)
     with pytest.raises(RawDataError, match=r"subset_iccv_pin_im\.bson, record 2: im_name must be "
                                            r"a non-empty file name"):
         read_pinterest(dump)

@@ -50,9 +50,10 @@ def filter_and_index(
     """Apply the dataset's filters, check that every kept item has a usable image (or
     feature row), then give users and items contiguous integer ids.
 
-    ``on_missing_image`` decides what a missing or unreadable image does: ``fail`` (default)
-    stops with one report listing every such item; ``drop`` logs the report and filters those
-    items out as if they had no image.
+    ``on_missing_image`` decides what a missing or unreadable image, or an image name that
+    escapes the image folder (never opened), does: ``fail`` (default) stops with one report
+    listing every such item; ``drop`` logs the report and filters those items out as if they
+    had no image.
     """
     def run_filters(item_table):
         return data.filter_interactions(
@@ -72,8 +73,10 @@ def filter_and_index(
                    f"{format_problems(lines)}")
         if parameters.get("on_missing_image", "fail") == "fail":
             raise RawDataError(
-                message + "\nFix: restore these files, or set data_processing.on_missing_image: "
-                "drop in parameters_data_processing.yml to leave these items out."
+                message + "\nFix: restore missing or unreadable files, name images relative to "
+                "the image folder (no absolute paths, no '..', no links that lead outside it), "
+                "or set data_processing.on_missing_image: drop in parameters_data_processing.yml "
+                "to leave these items out."
             )
         logger.warning("%s\nDropping these items (on_missing_image: drop).", message)
         unusable = items["item_raw_id"].isin(report["item_raw_id"])
