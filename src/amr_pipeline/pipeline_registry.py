@@ -2,20 +2,26 @@
 
 - ``data_processing``: raw dump -> split and candidates.
 - ``features``: item images -> ResNet-50 features.
-- ``amr``: what AMR needs (data, features, MF-BPR -> VBPR -> AMR), its evaluation and the
+- ``amr``: what AMR needs (data, features, MF-BPR -> VBPR -> AMR with the selected or pinned
+  settings, on the final-fit data), its evaluation and the
   robustness report (Table 3, Figures 4-5).
 - ``baselines``: POP, MF-eALS, MF-BPR and DUIF with their evaluation.
-- ``__default__``: everything, with Table 2, Figure 3 and Figure 1.
+- ``tuning``: the paper's grid search on validation (4.1.4), writing the selected settings
+  that the training pipelines read, and Figures 6-7.
+- ``__default__``: everything but tuning, with Tables 1-2, Figure 3 and Figure 1.
 """
 
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from amr_pipeline.pipelines import data_processing, features
-from amr_pipeline.pipelines import reporting
+from amr_pipeline.pipelines import data_processing, features, reporting, tuning
 from amr_pipeline.pipelines.evaluation import evaluation_pipeline, robustness_pipeline
-from amr_pipeline.pipelines.training import bpr_model_pipeline, closed_form_pipeline
+from amr_pipeline.pipelines.training import (
+    bpr_model_pipeline,
+    closed_form_pipeline,
+    training_data_pipeline,
+)
 
 
 def _trained_and_evaluated(model: str, *, visual: bool, **training) -> Pipeline:
@@ -28,10 +34,12 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
     data = data_processing.create_pipeline()
     feature = features.create_pipeline()
+    final_data = training_data_pipeline()
     mf_bpr = _trained_and_evaluated("mf_bpr", visual=False)
     amr = (
         data
         + feature
+        + final_data
         + mf_bpr
         + _trained_and_evaluated(
             "vbpr", visual=True, initialise_from="mf_bpr",
@@ -45,6 +53,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     baselines = (
         data
         + feature
+        + final_data
         + closed_form_pipeline()
         + evaluation_pipeline("pop", visual=False)
         + evaluation_pipeline("mf_eals", visual=False)
@@ -58,9 +67,11 @@ def register_pipelines() -> dict[str, Pipeline]:
         "features": data + feature,
         "amr": amr,
         "baselines": baselines,
+        "tuning": data + feature + tuning.create_pipeline(),
         "__default__": (
             amr
             + baselines
+            + reporting.statistics_pipeline()
             + reporting.performance_pipeline()
             + reporting.generalisation_pipeline()
             + reporting.pixel_attack_pipeline()

@@ -47,7 +47,8 @@ def test_each_iteration_lowers_the_loss():
     result = train_eals(train, 5, 6, n_factors=3, iterations=8, c0=4.0, alpha=0.75,
                         regularization=0.1, positive_weight=2.0, init_stddev=0.5, progress=False)
     losses = result.history.loss.to_numpy()
-    assert len(losses) == 8 and np.all(np.diff(losses) <= 1e-9 * losses[:-1])
+    assert len(losses) == 9, "iteration 0 (the random start) and 8 iterations"
+    assert np.all(np.diff(losses) <= 1e-9 * losses[:-1])
     assert losses[-1] < 0.5 * losses[0]
     weights = missing_weights(np.bincount(train.item_id, minlength=6), c0=4.0, alpha=0.75)
     final = _brute_force_loss(result.model, train, weights, 0.1, 2.0)
@@ -72,8 +73,10 @@ def test_planted_structure_is_learned():
     train, candidates, _ = planted_data()
     result = train_eals(train, 240, 1300, n_factors=16, iterations=10, c0=64.0,
                         validation_candidates=candidates, eval_every=5, progress=False)
-    assert result.history.epoch.tolist() == [5, 10]
+    assert result.history.epoch.tolist() == [0, 5, 10]
     assert result.history.hr_at_10.max() > 0.2  # chance: 0.01
+    assert result.history.hr_at_10.iloc[0] < 0.1, "the random start is near chance"
+    assert result.best_epoch > 0
 
 
 def test_bad_parameters_are_configuration_errors():

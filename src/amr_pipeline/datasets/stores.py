@@ -1,14 +1,17 @@
 """Catalog entries for on-disk stores that a node writes into while it runs.
 
 A checkpoint store is opened through the catalog (so kedro-viz shows it and no node builds a
-path), and the trainer saves into it atomically every few epochs.
+path), and the trainer saves into it atomically every few epochs. The tuning pipeline's selected
+settings are a YAML file that may not exist yet.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kedro.io import AbstractDataset, DatasetError
 
 from amr_pipeline.recsys.train import CheckpointStore
@@ -32,3 +35,41 @@ class CheckpointDataset(AbstractDataset[None, CheckpointStore]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class SelectedParametersDataset(AbstractDataset[dict, dict]):
+    """The tuning pipeline's selected settings as YAML; ``load()`` gives ``{}`` while no
+    tuning has run, so the training pipelines fall back to ``parameters_training.yml``."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> dict:
+        if not self._filepath.is_file():
+            return {}
+        try:
+            document = yaml.safe_load(self._filepath.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise DatasetError(
+                f"{self._filepath} is not valid YAML ({error}). Fix: correct it, or delete it "
+                "and run `kedro run --pipeline=tuning` again."
+            ) from error
+        if not isinstance(document, dict) or not isinstance(document.get("training", {}), dict):
+            raise DatasetError(
+                f"{self._filepath} must map `training` to per-model settings. Fix: delete it "
+                "and run `kedro run --pipeline=tuning` again."
+            )
+        return document
+
+    def save(self, data: dict) -> None:
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        partial = self._filepath.with_name(f".{self._filepath.name}.partial")
+        partial.write_text(yaml.safe_dump(data, sort_keys=False))
+        os.replace(partial, self._filepath)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -78,7 +78,8 @@ def train_eals(
 ) -> TrainResult:
     """Fit MF-eALS; history rows as the BPR trainer's (``epoch`` = iteration, ``loss`` =
     :func:`eals_loss`); returns the best evaluated iteration by ``selection_metric`` on
-    ``validation_candidates`` (the last one without them)."""
+    ``validation_candidates`` (the last one without them), iteration 0 (the random start)
+    included."""
     counts = {"n_factors": n_factors, "iterations": iterations, "eval_every": eval_every}
     for name, value in counts.items():
         if int(value) != value or value < (0 if name == "iterations" else 1):
@@ -122,6 +123,26 @@ def train_eals(
     scale = positive_weight - weights[items]  # w - c_i on observed entries
 
     history, best = [], {"score": -np.inf, "epoch": 0, "model": None}
+
+    def evaluate(iteration: int, loss: float, seconds: float) -> dict:
+        model = FactorModel(p.T.astype(np.float32), q.T.astype(np.float32))
+        record = {"epoch": iteration, "loss": loss, "hr_at_10": np.nan, "ndcg_at_10": np.nan,
+                  "seconds": seconds}
+        score = float(iteration)
+        if validation_candidates is not None:
+            summary = metrics.summarise(
+                metrics.rank_candidates(model, None, validation_candidates), (10,)
+            )
+            record.update(summary)
+            score = record[selection_metric]
+        if score > best["score"]:
+            best.update(score=score, epoch=iteration, model=model)
+        history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(iteration, dict(record))
+        return record
+
+    evaluate(0, _loss(p.T, q.T, users, items, weights, regularization, positive_weight), 0.0)
     bar = tqdm(
         range(1, iterations + 1), desc="mf_eals", unit="iter", disable=not progress, leave=False
     )
@@ -149,23 +170,9 @@ def train_eals(
         seconds = time.perf_counter() - began
 
         if iteration % eval_every == 0 or iteration == iterations:
-            model = FactorModel(p.T.astype(np.float32), q.T.astype(np.float32))
             loss = _loss(p.T, q.T, users, items, weights, regularization, positive_weight)
-            record = {"epoch": iteration, "loss": loss, "hr_at_10": np.nan, "ndcg_at_10": np.nan,
-                      "seconds": seconds}
-            score = float(iteration)
-            if validation_candidates is not None:
-                summary = metrics.summarise(
-                    metrics.rank_candidates(model, None, validation_candidates), (10,)
-                )
-                record.update(summary)
-                score = record[selection_metric]
-            if score > best["score"]:
-                best.update(score=score, epoch=iteration, model=model)
-            history.append(record)
+            record = evaluate(iteration, loss, seconds)
             bar.set_postfix(loss=f"{loss:.4g}", hr10=f"{record['hr_at_10']:.4f}")
-            if on_epoch_end is not None:
-                on_epoch_end(iteration, dict(record))
 
     model = best["model"]
     if model is None:

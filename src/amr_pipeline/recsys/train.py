@@ -231,7 +231,7 @@ class BPRTrainer:
             self.features = tf.convert_to_tensor(np.ascontiguousarray(features, np.float32))
         self._pairs, self._raw_features = (users, items), features
         self._build_variables(initial)
-        self.fingerprint = self._fingerprint(users, items, features)
+        self._identity: str | None = None
         self._epoch_fn = tf.function(
             self._epoch_graph,
             input_signature=[tf.TensorSpec([None], tf.int32)] * 3 + [tf.TensorSpec([], tf.int64)],
@@ -256,7 +256,7 @@ class BPRTrainer:
         self._penalties.assign(config.penalties())
         self._adversarial_weight.assign(config.adversarial_weight)
         self._build_variables(initial)
-        self.fingerprint = self._fingerprint(*self._pairs, self._raw_features)
+        self._identity = None
 
     # ----------------------------------------------------------------- state
     def _build_variables(self, initial: FactorModel | None) -> None:
@@ -334,6 +334,13 @@ class BPRTrainer:
             np.array(self.user_factors.numpy()), np.array(self.item_factors.numpy()),
             projection, self.scale,
         )
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the run as started (for checkpoints); computed on first use."""
+        if self._identity is None:
+            self._identity = self._fingerprint(*self._pairs, self._raw_features)
+        return self._identity
 
     def _fingerprint(self, users: np.ndarray, items: np.ndarray,
                      features: np.ndarray | None) -> str:
@@ -541,6 +548,8 @@ def fit(
     history: list[dict] = []
     best = {"score": -np.inf, "epoch": 0, "model": None, "since": 0}
     start = 0
+    if store is not None:
+        trainer.fingerprint  # noqa: B018 - the identity of the untrained start
     saved = store.load() if store is not None else None
     if saved is not None and str(saved["fingerprint"]) != trainer.fingerprint:
         logger.warning(

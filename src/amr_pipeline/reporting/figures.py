@@ -136,3 +136,22 @@ def pixel_attack_figure(
     grid[0, 0].set_title("before")
     grid[0, 1].set_title("after")
     return figure
+
+
+def hyper_parameter_figure(trials: pd.DataFrame, parameter: str, title: str,
+                           metrics: Sequence[str] = ("hr_at_10", "ndcg_at_10")) -> Figure:
+    """Figures 6-7 (RQ3): HR@10 and NDCG@10 against one hyper-parameter (log axis), others
+    fixed: validation (the tuning score) solid, test dashed when ``test_<metric>`` exists."""
+    _require(trials, {parameter, *(f"validation_{m}" for m in metrics)}, "hyper_parameter_figure")
+    ordered = trials.sort_values(parameter)
+    figure = Figure(figsize=(5 * len(metrics), 3.8), layout="constrained")
+    for axes, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
+        axes.plot(ordered[parameter], ordered[f"validation_{metric}"], marker="o",
+                  label="AMR, validation")
+        if f"test_{metric}" in ordered:
+            axes.plot(ordered[parameter], ordered[f"test_{metric}"], marker="s",
+                      linestyle="--", label="AMR, test")
+        axes.set_xscale("log")
+        axes.set(xlabel=title, ylabel=label(metric), title=label(metric))
+        axes.legend()
+    return figure

@@ -13,7 +13,7 @@ def evaluation_pipeline(model: str, *, visual: bool) -> Pipeline:
     """Rank the stored test candidates with ``<model>``'s factor tables."""
     inputs = {
         "test_candidates": "test_candidates",
-        "items": "items",
+        "items": "final_items",
         "user_factors": f"{model}.user_factors",
         "item_factors": f"{model}.item_factors",
         "parameters": "params:evaluation",
@@ -43,8 +43,8 @@ def robustness_pipeline(model: str) -> Pipeline:
                 partial(evaluate_robustness, model_name=model),
                 {
                     "test_candidates": "test_candidates",
-                    "train": "train",
-                    "items": "items",
+                    "train": "final_train",
+                    "items": "final_items",
                     "user_factors": f"{model}.user_factors",
                     "item_factors": f"{model}.item_factors",
                     "feature_projection": f"{model}.feature_projection",

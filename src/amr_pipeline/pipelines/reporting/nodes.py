@@ -22,6 +22,15 @@ def performance_report(parameters: dict, **ranks: pd.DataFrame):
     return table.reset_index(names="model"), tables.performance_markdown(table)
 
 
+def statistics_report(interactions: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
+                      final_train: pd.DataFrame, test: pd.DataFrame, dataset: str):
+    """Table 1: the dataset's size, sparsity and cold share of test items, next to the paper's."""
+    statistics = tables.dataset_statistics(interactions, len(users), len(items), final_train,
+                                           test)
+    return (pd.DataFrame([{"dataset": dataset, **statistics}]),
+            tables.statistics_markdown(statistics, dataset))
+
+
 def robustness_report(parameters: dict, *tables_and_ranks: pd.DataFrame):
     """Table 3, Figure 4 (VBPR under random vs adversarial ε) and Figure 5 (per-user rank
     change at ε = 0.1 for VBPR and AMR) from the models' attack results."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import generalisation_curves, performance_report, pixel_attack_example
-from .nodes import robustness_report
+from .nodes import robustness_report, statistics_report
 
 PAPER_MODELS = ("pop", "mf_eals", "mf_bpr", "duif", "vbpr", "amr")
 
@@ -16,6 +16,17 @@ def performance_pipeline(models=PAPER_MODELS) -> Pipeline:
     return Pipeline(
         [Node(performance_report, inputs, ["performance_table", "table2_markdown"],
               name="table_2_performance")],
+        tags=["reporting"],
+    )
+
+
+def statistics_pipeline() -> Pipeline:
+    """Table 1: users, items, interactions, sparsity and the cold share of test items."""
+    return Pipeline(
+        [Node(statistics_report,
+              ["interactions", "users", "final_items", "final_train", "test",
+               "params:reporting.dataset"],
+              ["dataset_statistics", "table1_markdown"], name="table_1_statistics")],
         tags=["reporting"],
     )
 
@@ -39,14 +50,14 @@ def generalisation_pipeline() -> Pipeline:
         [Node(
             generalisation_curves,
             {
-                "train": "train", "users": "users", "items": "items",
+                "train": "final_train", "users": "users", "items": "final_items",
                 "test_candidates": "test_candidates", "item_features": "item_features",
                 "vbpr_user_factors": "vbpr.user_factors",
                 "vbpr_item_factors": "vbpr.item_factors",
                 "vbpr_feature_projection": "vbpr.feature_projection",
                 "mf_bpr_ranks": "mf_bpr.ranks",
-                "vbpr_parameters": "params:training.vbpr",
-                "amr_parameters": "params:training.amr",
+                "vbpr_parameters": "vbpr.settings",
+                "amr_parameters": "amr.settings",
                 "parameters": "params:reporting.generalisation",
             },
             ["generalisation_curves", "figure3_generalisation", "generalisation_metrics"],

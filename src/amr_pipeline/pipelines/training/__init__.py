@@ -1,5 +1,5 @@
 """Training: one modular template per model (namespaces mf_bpr, duif, vbpr, amr; pop, mf_eals)."""
 
-from .pipeline import bpr_model_pipeline, closed_form_pipeline
+from .pipeline import bpr_model_pipeline, closed_form_pipeline, training_data_pipeline
 
-__all__ = ["bpr_model_pipeline", "closed_form_pipeline"]
+__all__ = ["bpr_model_pipeline", "closed_form_pipeline", "training_data_pipeline"]

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys import eals
 from amr_pipeline.recsys.models import FactorModel, popularity_model
 from amr_pipeline.recsys.train import train_bpr
@@ -25,6 +26,45 @@ def feature_matrix(item_features, items: pd.DataFrame) -> np.ndarray:
     if missing:
         logger.warning("%d items have no image feature row and score with zeros.", missing)
     return matrix
+
+
+TUNED_MODELS = ("mf_bpr", "duif", "vbpr", "amr", "mf_eals")
+FINAL_FITS = ("train_and_validation", "train")
+
+
+def resolve_settings(training: dict, selected: dict, use_selected: bool) -> dict[str, dict]:
+    """Each model's training parameters: ``parameters_training.yml``, with the values the
+    tuning pipeline selected on validation (``selected_parameters``) on top unless
+    ``tuning.use_selected`` is false (then the file's values are pinned as they are)."""
+    chosen = (selected or {}).get("training", {}) if use_selected else {}
+    if use_selected and not chosen:
+        logger.info("No tuned settings yet (run `kedro run --pipeline=tuning`): training with "
+                    "parameters_training.yml.")
+    settings = {}
+    for model in TUNED_MODELS:
+        settings[model] = {**training[model], **chosen.get(model, {})}
+        if chosen.get(model):
+            logger.info("%s: tuned settings %s", model, chosen[model])
+    return settings
+
+
+def final_training_data(train: pd.DataFrame, validation: pd.DataFrame, items: pd.DataFrame,
+                        validation_candidates: pd.DataFrame, final_fit: str):
+    """What the final models train on. ``train_and_validation`` (the paper's final models):
+    the validation pairs join training, so no validation selection is left (the tuned
+    ``epochs`` are trained and the last kept) and ``cold`` is re-marked against the larger
+    set; ``train``: validation stays held out and selects the epoch. Test pairs never train."""
+    if final_fit not in FINAL_FITS:
+        raise ConfigurationError(
+            f"final_fit must be one of {FINAL_FITS}, got {final_fit!r}: fix it in "
+            "parameters_training.yml"
+        )
+    if final_fit == "train":
+        return train, items, validation_candidates
+    pairs = (pd.concat([train, validation], ignore_index=True)
+             .sort_values(["user_id", "item_id"]).reset_index(drop=True))
+    marked = items.assign(cold=~items["item_id"].isin(pairs["item_id"]))
+    return pairs, marked, validation_candidates.iloc[:0]
 
 
 def model_frames(model: FactorModel) -> dict[str, pd.DataFrame]:
@@ -53,6 +93,8 @@ def train_model(
     """
     parameters = dict(parameters)
     initialise_users = parameters.pop("initialise_users", True)
+    if validation_candidates is not None and validation_candidates.empty:
+        validation_candidates = None  # final fit on train + validation: nothing held out
     initial = None
     if initial_user_factors is not None and initialise_users:
         initial = _initial_model(
@@ -116,6 +158,8 @@ def fit_eals(
 ) -> dict:
     """MF-eALS (He et al., SIGIR'16): element-wise ALS with popularity-weighted missing data;
     the best iteration on the validation candidates is kept."""
+    if validation_candidates is not None and validation_candidates.empty:
+        validation_candidates = None
     result = eals.train_eals(
         train, len(users), len(items), validation_candidates=validation_candidates, **parameters
     )

@@ -9,20 +9,45 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import fit_eals, fit_popularity, train_model
+from .nodes import (
+    TUNED_MODELS,
+    final_training_data,
+    fit_eals,
+    fit_popularity,
+    resolve_settings,
+    train_model,
+)
 
 FACTOR_TABLES = ("user_factors", "item_factors", "feature_projection")
+
+
+def training_data_pipeline() -> Pipeline:
+    """The final models' settings (tuned or pinned) and training data (train, or train +
+    validation as in the paper's final fit)."""
+    return Pipeline(
+        [
+            Node(resolve_settings,
+                 ["params:training", "selected_parameters", "params:tuning.use_selected"],
+                 {model: f"{model}.settings" for model in TUNED_MODELS},
+                 name="resolve_training_settings"),
+            Node(final_training_data,
+                 ["train", "validation", "items", "validation_candidates", "params:final_fit"],
+                 ["final_train", "final_items", "selection_candidates"],
+                 name="final_training_data"),
+        ],
+        tags=["training"],
+    )
 
 
 def bpr_model_pipeline(model: str, *, visual: bool, initialise_from: str | None = None,
                        initial_tables: tuple[str, ...] = FACTOR_TABLES) -> Pipeline:
     """Train one BPR-family model (MF-BPR, DUIF, VBPR, AMR) under the namespace ``model``."""
     inputs = {
-        "train": "train",
+        "train": "final_train",
         "users": "users",
-        "items": "items",
-        "validation_candidates": "validation_candidates",
-        "parameters": f"params:training.{model}",
+        "items": "final_items",
+        "validation_candidates": "selection_candidates",
+        "parameters": f"{model}.settings",
         "checkpoint": f"{model}.checkpoint",
     }
     if visual:
@@ -45,7 +70,7 @@ def closed_form_pipeline() -> Pipeline:
         [
             Node(
                 fit_popularity,
-                ["train", "users", "items"],
+                ["final_train", "users", "final_items"],
                 {"user_factors": "pop.user_factors", "item_factors": "pop.item_factors"},
                 name="fit_pop",
                 namespace="pop",
@@ -53,7 +78,8 @@ def closed_form_pipeline() -> Pipeline:
             ),
             Node(
                 fit_eals,
-                ["train", "users", "items", "validation_candidates", "params:training.mf_eals"],
+                ["final_train", "users", "final_items", "selection_candidates",
+                 "mf_eals.settings"],
                 {
                     "user_factors": "mf_eals.user_factors",
                     "item_factors": "mf_eals.item_factors",

@@ -1,0 +1,140 @@
+"""Thin nodes over :mod:`amr_pipeline.recsys.tuning`: one node per model, each setting an
+MLflow child run under the ``kedro run`` (nested runs, validation curve as metric history)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric, Param
+
+from amr_pipeline.pipelines import mlflow_metrics
+from amr_pipeline.pipelines.training.nodes import feature_matrix
+from amr_pipeline.recsys import metrics, tuning
+from amr_pipeline.reporting import figures
+
+logger = logging.getLogger(__name__)
+
+_CURVES = (("loss", "train.loss"), ("hr_at_10", "validation.hr_at_10"),
+           ("ndcg_at_10", "validation.ndcg_at_10"))
+
+
+def log_child_run(model: str, trial: tuning.Trial) -> None:
+    """One MLflow child run per setting under the active run (nothing when MLflow is off)."""
+    if mlflow.active_run() is None:
+        return
+    client = mlflow.MlflowClient()
+    parent = mlflow.active_run().info
+    name = f"{trial.stage} " + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in trial.setting.items())
+    child = client.create_run(parent.experiment_id, run_name=name,
+                              tags={"mlflow.parentRunId": parent.run_id, "model": model,
+                                    "stage": trial.stage})
+    now = int(time.time() * 1000)
+    values = [Metric("validation.selected_score", float(trial.score), now, 0),
+              Metric("best_epoch", float(trial.best_epoch), now, 0)]
+    for column, key in _CURVES:
+        if column in trial.history:
+            for epoch, value in trial.history[["epoch", column]].dropna().to_numpy():
+                values.append(Metric(key, float(value), now, int(epoch)))
+    params = [Param(k, str(v)) for k, v in {"model": model, **trial.setting}.items()]
+    client.log_batch(child.info.run_id, metrics=values, params=params)
+    client.set_terminated(child.info.run_id, "FAILED" if trial.diverged else "FINISHED")
+
+
+def _tuner(model, train, users, items, validation_candidates, parameters, item_features=None):
+    features = None if item_features is None else feature_matrix(item_features, items)
+    return tuning.BPRTuner(train, len(users), len(items), parameters, validation_candidates,
+                           features, on_trial=lambda trial: log_child_run(model, trial))
+
+
+def selected_setting(trials: list[tuning.Trial], base: dict) -> dict:
+    """The best trial's values plus ``epochs`` = its selected epoch (for the final fit)."""
+    best = tuning.best_trial(trials)
+    values = {k: (bool(v) if k == "initialise_users" else float(v))
+              for k, v in best.setting.items()}
+    length = "iterations" if "iterations" in base else "epochs"
+    return {**values, length: int(best.best_epoch), "validation_score": float(best.score)}
+
+
+def tune_bpr_model(train, users, items, validation_candidates, parameters: dict, tuning_params:
+                   dict, model: str, item_features=None, initial_model=None):
+    """MF-BPR / DUIF / VBPR over learning rate x β (DUIF also from MF-BPR's p_u)."""
+    tuner = _tuner(model, train, users, items, validation_candidates,
+                   {**parameters, "epochs": tuning_params["epochs"][model],
+                    "eval_every": tuning_params["eval_every"]}, item_features)
+    initial = initial_model if model == "vbpr" else None
+    users_from = initial_model if model == "duif" else None
+    trials = tuning.tune_bpr(tuner, tuning_params["grids"], initial=initial,
+                             initial_users=users_from,
+                             max_extensions=tuning_params["max_extensions"])
+    best = tuning.best_trial(trials)
+    return (tuning.trials_table(trials).assign(model=model), best.model,
+            selected_setting(trials, parameters))
+
+
+def tune_amr(train, users, items, validation_candidates, test_candidates, item_features,
+             parameters: dict, tuning_params: dict, vbpr_model, vbpr_setting: dict):
+    """AMR from the tuned VBPR: ε at λ = 1, then λ at the best ε (VBPR's η and β). Each
+    setting's selected model is also ranked on the test candidates, for Figures 6-7."""
+    tuner = _tuner("amr", train, users, items, validation_candidates,
+                   {**parameters, "epochs": tuning_params["epochs"]["amr"],
+                    "eval_every": tuning_params["eval_every"]}, item_features)
+    trials = tuning.tune_amr(tuner, tuning_params["grids"], vbpr_setting, vbpr_model,
+                             max_extensions=tuning_params["max_extensions"])
+    table = tuning.trials_table(trials).assign(model="amr")
+    grouped = metrics.grouped_candidates(test_candidates)
+    for row, trial in enumerate(trials):
+        if trial.model is not None:
+            summary = metrics.summarise(
+                metrics.rank_candidates(trial.model, tuner.features, grouped), (10,))
+            table.loc[row, ["test_hr_at_10", "test_ndcg_at_10"]] = (
+                summary["hr_at_10"], summary["ndcg_at_10"])
+    return table, selected_setting(trials, parameters)
+
+
+def tune_mf_eals(train, users, items, validation_candidates, parameters: dict,
+                 tuning_params: dict):
+    """MF-eALS over c0 x L2."""
+    trials = tuning.tune_eals(
+        train, len(users), len(items), {**parameters, "eval_every": tuning_params["eval_every"]},
+        validation_candidates, tuning_params["eals_grids"],
+        max_extensions=tuning_params["max_extensions"],
+        on_trial=lambda trial: log_child_run("mf_eals", trial))
+    return tuning.trials_table(trials).assign(model="mf_eals"), selected_setting(trials,
+                                                                                 parameters)
+
+
+def select_parameters(tuning_params: dict, **selected: dict):
+    """The selected settings file (``training.<model>`` overrides, validation scores kept
+    apart), every trial in one table, and the best scores as MLflow metrics."""
+    training, scores = {}, {}
+    for model, setting in selected.items():
+        setting = dict(setting)
+        scores[model] = setting.pop("validation_score")
+        training[model] = setting
+    document = {
+        "selected_by": f"validation {tuning_params.get('selection_metric', 'ndcg_at_10')}",
+        "training": training,
+        "validation": scores,
+    }
+    return document, mlflow_metrics({f"{m}.validation_score": v for m, v in scores.items()})
+
+
+def all_trials(*tables: pd.DataFrame) -> pd.DataFrame:
+    """Every model's trials in one table (model, stage, setting, scores)."""
+    frame = pd.concat(tables, ignore_index=True)
+    first = ["model", "stage"]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def hyper_parameter_figures(amr_trials: pd.DataFrame):
+    """Figures 6 and 7 (RQ3): AMR's HR@10 / NDCG@10 against ε (λ = 1) and against λ (best ε)."""
+    epsilon = amr_trials[amr_trials["stage"] == "amr.epsilon"]
+    best_epsilon = epsilon.loc[epsilon["score"].idxmax(), "epsilon"]
+    weight = amr_trials[amr_trials["epsilon"] == best_epsilon]
+    return (figures.hyper_parameter_figure(epsilon, "epsilon", "ε (λ = 1)"),
+            figures.hyper_parameter_figure(weight, "adversarial_weight",
+                                           f"λ (ε = {best_epsilon:g})"))
