@@ -45,7 +45,8 @@ def test_the_initialisation_chain_starts_each_model_from_the_previous_one(tables
     duif = train_model(train, users, items, _parameters("duif", 0), candidates, features,
                        mf["user_factors"])
     pd.testing.assert_frame_equal(duif["user_factors"], mf["user_factors"])
-    scratch = train_model(train, users, items, {**_parameters("duif", 0), "initialise_users": False},
+    scratch = train_model(train, users, items, {**_parameters("duif", 0), "initialise_users": False,
+                                                "seed": 9},
                           candidates, features, mf["user_factors"])
     assert not scratch["user_factors"].equals(mf["user_factors"])
 
@@ -66,3 +67,71 @@ def test_evaluation_reports_overall_cold_and_warm_metrics(tables):
     assert len(ranks) == N_USERS and ranks["rank"].between(0, 999).all()
     for key in ("hr_at_10", "ndcg_at_20", "warm.hr_at_5"):
         assert key in logged and logged[key]["step"] == 0
+
+
+def test_final_fit_on_train_and_validation_trains_validation_pairs_never_test_pairs():
+    from amr_pipeline.errors import ConfigurationError
+    from amr_pipeline.pipelines.training.nodes import final_training_data
+    from amr_pipeline.recsys.data import leave_one_out, mark_cold_items
+
+    rng = np.random.default_rng(4)
+    pairs = pd.DataFrame({"user_id": np.repeat(np.arange(40), 5),
+                          "item_id": rng.integers(0, 300, 200)}).drop_duplicates()
+    train, validation, test = leave_one_out(pairs, seed=1)
+    items = mark_cold_items(pd.DataFrame({"item_id": np.arange(300)}), train)
+    candidates = sample_candidates(validation, pairs, 300, n_negatives=50, seed=2)
+
+    def keys(frame):
+        return set(zip(frame.user_id, frame.item_id))
+
+    final, final_items, selection = final_training_data(train, validation, items, candidates,
+                                                        "train_and_validation")
+    assert keys(final) == keys(train) | keys(validation)
+    assert not keys(final) & keys(test)
+    assert selection.empty, "validation is trained on: nothing is left to select with"
+    assert (final_items.cold == ~final_items.item_id.isin(final.item_id)).all()
+    assert final_items.cold.sum() < items.cold.sum()
+    held_out, same_items, same_candidates = final_training_data(train, validation, items,
+                                                                candidates, "train")
+    assert keys(held_out) == keys(train) and same_candidates is candidates
+    pd.testing.assert_frame_equal(same_items, items)
+    with pytest.raises(ConfigurationError, match="final_fit"):
+        final_training_data(train, validation, items, candidates, "everything")
+
+
+def test_the_selected_settings_file_round_trips_into_the_final_training(tables, tmp_path):
+    from amr_pipeline.datasets.stores import SelectedParametersDataset
+    from amr_pipeline.pipelines.training.nodes import resolve_settings
+    from amr_pipeline.pipelines.tuning.nodes import select_parameters
+
+    train, users, items, candidates, features = tables
+    base = {model: _parameters(model, 9) for model in ("mf_bpr", "duif", "vbpr", "amr")}
+    base["mf_eals"] = {"n_factors": 4, "iterations": 9, "c0": 1.0}
+    selected = {"mf_bpr": {"learning_rate": 0.1, "regularization": 0.0, "epochs": 2,
+                           "validation_score": 0.3},
+                "duif": {"learning_rate": 0.01, "regularization": 1e-4, "initialise_users": False,
+                         "epochs": 1, "validation_score": 0.1},
+                "vbpr": {"learning_rate": 0.05, "regularization": 1e-6, "epochs": 0,
+                         "validation_score": 0.3},
+                "amr": {"learning_rate": 0.05, "regularization": 1e-6, "epsilon": 1.0,
+                        "adversarial_weight": 0.1, "epochs": 3, "validation_score": 0.4},
+                "mf_eals": {"c0": 64.0, "regularization": 1.0, "iterations": 4,
+                            "validation_score": 0.2}}
+    document, _ = select_parameters({"selection_metric": "ndcg_at_10"}, **selected)
+    store = SelectedParametersDataset(str(tmp_path / "selected_parameters.yml"))
+    assert store.load() == {}, "no tuning yet: nothing selected"
+    assert resolve_settings(base, store.load(), True) == base
+    store.save(document)
+    settings = resolve_settings(base, store.load(), True)
+    assert settings["amr"] == {**base["amr"], "learning_rate": 0.05, "regularization": 1e-6,
+                               "epsilon": 1.0, "adversarial_weight": 0.1, "epochs": 3}
+    assert settings["mf_eals"]["c0"] == 64.0 and settings["mf_eals"]["iterations"] == 4
+    assert resolve_settings(base, store.load(), False) == base, "pinned: the file is ignored"
+    trained = train_model(train, users, items, settings["mf_bpr"], candidates)
+    assert trained["history"].epoch.max() == 2
+    reference = train_model(train, users, items, {**base["mf_bpr"], "learning_rate": 0.1,
+                                                  "regularization": 0.0, "epochs": 2}, candidates)
+    pd.testing.assert_frame_equal(trained["user_factors"], reference["user_factors"])
+    (tmp_path / "selected_parameters.yml").write_text("training: [not, a, mapping]")
+    with pytest.raises(Exception, match="run `kedro run --pipeline=tuning`"):
+        store.load()
