@@ -12,6 +12,9 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
                         "ray": ["ray*", "ray*/**"]},
+    # conf/pinterest and conf/amazon hold overrides only: their parameters merge into base
+    # key by key (nested keys included) instead of replacing whole top-level blocks.
+    "merge_strategy": {"parameters": "soft"},
 }
 
 from amr_pipeline.hooks import MlflowRunHooks, RayHooks  # noqa: E402
