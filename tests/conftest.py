@@ -4,7 +4,16 @@ import pytest
 
 from amr_pipeline.demo.synthesize import DemoSettings, synthesize
 
-TINY_DEMO = DemoSettings(n_boards=500, n_shared_images=1200, image_size=16, seed=7)
+TINY_DEMO = DemoSettings(
+    n_boards=500,
+    n_catalogue_images=4000,
+    mean_pins_per_board=5.0,
+    max_pins_per_board=12,
+    image_size=16,
+    seed=7,
+)
+"""500 boards with 2 to 12 pins (mean 5) on about 1,500 images: enough items for 999 sampled
+negatives per user, and boards on both sides of a 6-pin threshold."""
 
 
 @pytest.fixture(scope="session")
