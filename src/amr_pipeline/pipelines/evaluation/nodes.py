@@ -89,6 +89,7 @@ def evaluate_robustness(
         pgd_step_size=parameters.get("pgd_step_size"),
         cold_items=cold,
         executor=executor(parameters.get("executor", "local"), "robustness.executor"),
+        perturb_cold_items=parameters.get("perturb_cold_items", False),
     )
     table.insert(0, "model", model_name)
     per_user.insert(0, "model", model_name)
