@@ -40,3 +40,106 @@ def test_robustness_grid_on_ray_equals_the_local_grid(monkeypatch):
     assert (local[0]["hr_at_10"] < local[0]["hr_at_10"].iloc[0]).any()  # attacks bite
     pd.testing.assert_frame_equal(local[0], on_ray[0], check_exact=True)
     pd.testing.assert_frame_equal(local[1], on_ray[1], check_exact=True)
+
+
+# --------------------------------------------------------------------------- feature extraction
+
+FEATURES = dict(weights="random", seed=7, image_size=32, batch_size=3, calibration_images=4,
+                validation_images=3, min_cosine=0.5, audit_every=2)
+
+
+@pytest.fixture(scope="module")
+def image_items(tmp_path_factory):
+    """Ten small seeded images and one unreadable file, as an items table and a folder."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    names = []
+    for index in range(10):
+        pixels = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"item{index}.png")
+        names.append(f"item{index}.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    names.insert(4, "broken.jpg")
+    items = pd.DataFrame({"item_id": np.arange(len(names)), "image": names})
+    return items, folder
+
+
+def _parameters(precision, **overrides):
+    return {**FEATURES, "precision": precision, "engine": "openvino", "executor": "ray",
+            "on_missing_image": "drop", "int8_overflow_fix": "auto",
+            "ray": {"workers": 1, "cpus_per_worker": 1, "decode_cpus": 0.5, "part_size": 4},
+            **overrides}
+
+
+def _local(items, folder, precision, cache):
+    from amr_pipeline.vision.resnet import FeatureCache, extract_item_features
+
+    parameters = _parameters(precision)
+    arguments = {key: parameters[key] for key in FEATURES}
+    return extract_item_features(items, folder, FeatureCache(cache), precision=precision,
+                                 engine="openvino", on_missing_image="drop", **arguments)
+
+
+def _ray_run(items, folder, parameters, cache, parts_folder, keep_parts=None):
+    """The three nodes as ``kedro run`` chains them, the parts saved through the catalog's
+    PartitionedDataset; ``keep_parts`` stops after that many parts (a killed run)."""
+    from amr_pipeline.datasets.features import FeaturePartsDataset
+    from amr_pipeline.pipelines.features import ray_nodes
+    from amr_pipeline.readers.features import ItemFeatures
+    from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
+
+    store = FeaturePartsDataset(path=str(parts_folder),
+                                dataset="amr_pipeline.datasets.features.FeaturePartDataset",
+                                filename_suffix=".parquet")
+    images, feature_cache = ImageFolder(folder), FeatureCache(cache)
+    network = ray_nodes.prepare_feature_network(items, images, feature_cache, parameters)
+    parts, plan = ray_nodes.extract_feature_parts(items, images, network, store.load(),
+                                                  parameters)
+    if keep_parts is not None:
+        store.save(dict(sorted(parts.items())[:keep_parts]))
+        return plan, None, None
+    store.save(parts)
+    chunks, metrics = ray_nodes.build_item_features_from_parts(
+        items, images, feature_cache, store.load(), plan, network, parameters)
+    chunks = list(chunks)
+    features = ItemFeatures(np.concatenate([chunk.item_ids for chunk in chunks]),
+                            np.concatenate([chunk.features for chunk in chunks]))
+    return plan, features, {name: value["value"] for name, value in metrics.items()}
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_ray_features_equal_local_features_bit_for_bit(image_items, tmp_path, precision):
+    items, folder = image_items
+    local = _local(items, folder, precision, tmp_path / "local_cache")
+    plan, features, metrics = _ray_run(items, folder, _parameters(precision),
+                                       tmp_path / "ray_cache", tmp_path / "parts")
+    assert list(plan["items"]) == [4, 4, 3] and plan["computed"].all()
+    assert features.features.dtype == np.float32
+    np.testing.assert_array_equal(features.item_ids, local.features.item_ids)
+    assert np.array_equal(features.features, local.features.features)  # bit for bit
+    assert metrics["left_out"] == 1 and metrics["computed"] == 10
+    assert metrics["int8"] == (precision == "int8")
+    if precision == "int8":
+        assert metrics["int8_audited_images"] == local.summary["int8_audited_images"]
+        assert metrics["int8_audit_min_cosine"] == pytest.approx(
+            local.summary["int8_audit_min_cosine"])
+
+
+def test_killed_ray_extraction_resumes_without_recomputing_finished_parts(image_items, tmp_path):
+    items, folder = image_items
+    parameters = _parameters("float32")
+    first, _, _ = _ray_run(items, folder, parameters, tmp_path / "cache", tmp_path / "parts",
+                           keep_parts=2)
+    written = sorted(path.stat().st_mtime_ns for path in (tmp_path / "parts").rglob("*.parquet"))
+    assert len(written) == 2
+    plan, features, metrics = _ray_run(items, folder, parameters, tmp_path / "cache",
+                                       tmp_path / "parts")
+    assert list(plan["part"]) == list(first["part"])
+    assert list(plan["computed"]) == [False, False, True]
+    assert metrics["from_cache"] == 7 and metrics["computed"] == 3  # one image is unreadable
+    kept = sorted(path.stat().st_mtime_ns for path in (tmp_path / "parts").rglob("*.parquet"))
+    assert kept[:2] == written  # finished parts were not rewritten
+    local = _local(items, folder, "float32", tmp_path / "local_cache")
+    assert np.array_equal(features.features, local.features.features)

@@ -1,19 +1,37 @@
-"""Wiring of the features pipeline."""
+"""Wiring of the features pipeline: network, parts (Ray only), feature matrix."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import build_item_features
+from .ray_nodes import (
+    build_item_features_from_parts,
+    extract_feature_parts,
+    prepare_feature_network,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                build_item_features,
+                prepare_feature_network,
                 ["items", "image_source", "feature_cache", "params:features"],
+                "feature_network",
+                name="prepare_feature_network",
+            ),
+            Node(
+                extract_feature_parts,
+                ["items", "image_source", "feature_network", "item_feature_parts_written",
+                 "params:features"],
+                ["item_feature_parts", "feature_parts_plan"],
+                name="extract_feature_parts",
+            ),
+            Node(
+                build_item_features_from_parts,
+                ["items", "image_source", "feature_cache", "item_feature_parts",
+                 "feature_parts_plan", "feature_network", "params:features"],
                 ["item_features", "feature_metrics"],
                 name="extract_item_features",
-            )
+            ),
         ],
         tags="features",
     )

@@ -1,0 +1,171 @@
+"""The item feature matrix as an uncompressed Arrow IPC file, read through a memory map.
+
+Layout: ``item_id`` (int64) and ``features``, a standard ``fixed_size_list<float32, D>``
+column (``fixed_size_list<float16, D>`` with ``storage="float16"``, half the size), in record
+batches of ``rows_per_batch`` items. pandas (``pyarrow.feather.read_table``), polars
+(``read_ipc``), DuckDB and Spark read it as a table of vectors. Uncompressed, so
+:func:`open_feature_file` maps it without reading it: :class:`MappedFeatures` copies only the
+rows asked for, so a process holds the rows it gathers, never the whole matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from amr_pipeline.errors import ConfigurationError, RawDataError
+
+STORAGES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
+METADATA_KEY = b"amr_pipeline.features"
+
+
+class MappedFeatures:
+    """A read-only ``(rows, D)`` float32 matrix over memory-mapped record batches.
+
+    Indexing (``features[rows]`` with an int, slice, index array or boolean mask) and
+    :meth:`take` gather just those rows into a new float32 array; ``np.asarray(features)``
+    gathers them all (what a dense consumer gets). float16 files are widened on the fly.
+    """
+
+    def __init__(self, batches: list[np.ndarray], source: str = "") -> None:
+        self._batches = batches
+        self.source = source
+        sizes = [len(batch) for batch in batches]
+        self._offsets = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        self.dimension = int(batches[0].shape[1]) if batches else 0
+        self.storage = str(batches[0].dtype) if batches else "float32"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self._offsets[-1]), self.dimension
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, rows) -> np.ndarray:
+        """Rows ``rows`` (int64 indices, any order, repeats allowed) as a float32 array."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        if len(rows) and (rows.min() < -len(self) or rows.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} feature rows")
+        rows = np.where(rows < 0, rows + len(self), rows)
+        out = np.empty((len(rows), self.dimension), np.float32)
+        if len(self._batches) == 1 and self.storage == "float32":
+            return np.take(self._batches[0], rows, axis=0, out=out)
+        batch_of = np.searchsorted(self._offsets, rows, side="right") - 1
+        for batch in np.unique(batch_of):
+            selected = batch_of == batch
+            out[selected] = self._batches[batch][rows[selected] - self._offsets[batch]]
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):
+            rows, columns = key[0], key[1:]
+            return self[rows][(slice(None), *columns)]
+        if isinstance(key, (int, np.integer)):
+            return self.take([key])[0]
+        if isinstance(key, slice):
+            return self.take(np.arange(len(self))[key])
+        key = np.asarray(key)
+        if key.dtype == bool:
+            if key.shape != (len(self),):
+                raise IndexError(f"boolean index of shape {key.shape} for {len(self)} rows")
+            key = np.flatnonzero(key)
+        return self.take(key)
+
+    def __array__(self, dtype=None, copy=None):
+        dense = self.take(np.arange(len(self)))
+        return dense if dtype is None else dense.astype(dtype, copy=False)
+
+    def chunks(self):
+        """``(first row, float32 rows)`` per record batch, for streaming over every row."""
+        for start, batch in zip(self._offsets[:-1], self._batches):
+            yield int(start), np.asarray(batch, np.float32)
+
+
+def write_feature_file(path: str | Path, chunks: Iterable, storage: str = "float32",
+                       rows_per_batch: int = 16384) -> int:
+    """Write ``(item_ids, features)`` chunks (e.g. :class:`ItemFeatures`) to ``path`` as an
+    Arrow IPC file, to a temporary name first, renamed once whole. Returns the row count."""
+    if storage not in STORAGES:
+        raise ConfigurationError(f"feature storage must be one of {tuple(STORAGES)}, got "
+                                 f"{storage!r}: set storage in the item_features catalog entry.")
+    if int(rows_per_batch) < 1:
+        raise ConfigurationError(f"rows_per_batch must be a positive integer, got "
+                                 f"{rows_per_batch!r}.")
+    numpy_type, arrow_type = STORAGES[storage]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer, rows, dimension = None, 0, None
+    try:
+        with pa.OSFile(str(temporary), "wb") as sink:
+            for item_ids, features in chunks:
+                item_ids = np.asarray(item_ids, np.int64)
+                features = np.asarray(features)
+                if features.ndim != 2 or len(features) != len(item_ids):
+                    raise ConfigurationError(f"{path}: expected {len(item_ids)} feature rows, "
+                                             f"got shape {features.shape}.")
+                if dimension is None:
+                    dimension = features.shape[1]
+                    schema = pa.schema(
+                        [("item_id", pa.int64()),
+                         ("features", pa.list_(pa.field("item", arrow_type), dimension))],
+                        metadata={METADATA_KEY: json.dumps(
+                            {"dtype": storage, "dimension": int(dimension)})})
+                    writer = pa.ipc.new_file(sink, schema)
+                elif features.shape[1] != dimension:
+                    raise ConfigurationError(f"{path}: chunks of {dimension} and "
+                                             f"{features.shape[1]} dimensions.")
+                for start in range(0, len(item_ids), int(rows_per_batch)):
+                    part = slice(start, start + int(rows_per_batch))
+                    values = np.ascontiguousarray(features[part], numpy_type).reshape(-1)
+                    vectors = pa.FixedSizeListArray.from_arrays(pa.array(values, arrow_type),
+                                                                int(dimension))
+                    writer.write_batch(pa.record_batch([pa.array(item_ids[part]), vectors],
+                                                       schema=schema))
+                rows += len(item_ids)
+            if writer is None:
+                raise ConfigurationError(f"{path}: no feature rows to write.")
+            writer.close()
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return rows
+
+
+def open_feature_file(path: str | Path) -> tuple[np.ndarray, MappedFeatures]:
+    """``(item_ids, MappedFeatures)`` of a file written by :func:`write_feature_file` (any
+    Arrow IPC file with ``item_id`` and a fixed-size-list ``features`` column works)."""
+    path = Path(path)
+    reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    schema = reader.schema
+    if "item_id" not in schema.names or "features" not in schema.names:
+        raise RawDataError(f"{path}: needs columns item_id and features; re-run the features "
+                           "pipeline to rewrite the file.")
+    vector_type = schema.field("features").type
+    if (not pa.types.is_fixed_size_list(vector_type)
+            or vector_type.value_type not in (pa.float32(), pa.float16())):
+        raise RawDataError(f"{path}: 'features' has type {vector_type}, not fixed_size_list "
+                           "<float32> or <float16>; re-run the features pipeline.")
+    dimension = vector_type.list_size
+    ids, batches = [], []
+    for index in range(reader.num_record_batches):
+        batch = reader.get_batch(index)
+        vectors = batch.column("features")
+        if vectors.null_count:
+            raise RawDataError(f"{path}: null feature vectors; re-run the features pipeline.")
+        values = vectors.values.slice(vectors.offset * dimension, len(vectors) * dimension)
+        batches.append(values.to_numpy(zero_copy_only=True).reshape(len(vectors), dimension))
+        ids.append(batch.column("item_id").to_numpy())
+    item_ids = np.concatenate(ids).astype(np.int64, copy=False) if ids else np.zeros(0, np.int64)
+    if not batches:
+        batches = [np.zeros((0, dimension), np.float32)]
+    return item_ids, MappedFeatures(batches, str(path))
