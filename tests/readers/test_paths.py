@@ -106,3 +106,19 @@ def test_a_link_loop_is_neither_followed_forever_nor_opened(layout):
     reason = escape_reason(images, "loop.jpg")
     assert reason is None or reason.startswith(ESCAPES_FOLDER)
     assert ImageFolder(images).stat("loop.jpg") is None
+
+
+def test_feature_extraction_never_opens_an_escaping_name(layout):
+    """Names that reach the features step unchecked are left out, not read."""
+    import pandas as pd
+
+    from amr_pipeline.vision.resnet import extract_item_features
+
+    images, secret = layout
+    items = pd.DataFrame({"item_id": [0, 1, 2],
+                          "image": [str(secret), "leak.jpg", "../outside/secret.jpg"]})
+    with watch_opens() as opened, pytest.raises(RawDataError) as error:
+        extract_item_features(items, ImageFolder(images), weights="random", image_size=32,
+                              precision="float32", engine="tensorflow")
+    assert opened_any(opened, secret) == []
+    assert "3 of 3 item images are missing or unreadable" in str(error.value)
