@@ -28,30 +28,34 @@ def escape_reason(folder: str | Path, name: str) -> str | None:
     following every symlink, and must lie inside the resolved folder: a link inside the folder
     that points outside is rejected too. The file itself is never opened.
     """
-    text = str(name)
-    if "\x00" in text:
-        return f"{ESCAPES_FOLDER} (the name contains a NUL byte)"
-    windows = PureWindowsPath(text)
-    if PurePosixPath(text).is_absolute() or text.startswith("\\") or windows.drive:
-        return f"{ESCAPES_FOLDER} (absolute path)"
-    if ".." in text.replace("\\", "/").split("/"):
-        return f"{ESCAPES_FOLDER} (the name contains '..')"
-    root = Path(folder).resolve()
-    try:
-        target = (root / text).resolve()
-    except (OSError, RuntimeError, ValueError) as error:
-        return f"{ESCAPES_FOLDER} (cannot be resolved: {error})"
-    if not target.is_relative_to(root):
-        return f"{ESCAPES_FOLDER} (a symlink leads to {target}, outside {root})"
-    return None
+    return _resolve(folder, name)[1]
 
 
 def path_inside(folder: str | Path, name: str) -> Path:
     """The resolved path of ``name`` under ``folder``; raises EscapingNameError if it escapes."""
-    reason = escape_reason(folder, name)
+    target, reason = _resolve(folder, name)
     if reason is not None:
         raise EscapingNameError(
             f"{Path(folder)}: image {name!r}: {reason}; it is not opened. Fix: name images "
             "relative to the image folder, without '..', and replace links that point outside it."
         )
-    return (Path(folder).resolve() / str(name)).resolve()
+    return target
+
+
+def _resolve(folder: str | Path, name: str) -> tuple[Path | None, str | None]:
+    """``(resolved path, None)`` for a name inside ``folder``, ``(None, reason)`` otherwise."""
+    text = str(name)
+    if "\x00" in text:
+        return None, f"{ESCAPES_FOLDER} (the name contains a NUL byte)"
+    if PurePosixPath(text).is_absolute() or text.startswith("\\") or PureWindowsPath(text).drive:
+        return None, f"{ESCAPES_FOLDER} (absolute path)"
+    if ".." in text.replace("\\", "/").split("/"):
+        return None, f"{ESCAPES_FOLDER} (the name contains '..')"
+    root = Path(folder).resolve()
+    try:
+        target = (root / text).resolve()
+    except (OSError, RuntimeError, ValueError) as error:
+        return None, f"{ESCAPES_FOLDER} (cannot be resolved: {error})"
+    if not target.is_relative_to(root):
+        return None, f"{ESCAPES_FOLDER} (a symlink leads to {target}, outside {root})"
+    return target, None
