@@ -80,3 +80,19 @@ def test_failed_save_leaves_no_file(tmp_path, matrix):
     with pytest.raises(DatasetError, match="killed"):
         FeatureMatrixDataset(str(tmp_path / "f.arrow")).save(broken())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_item_rows_address_rows_by_item_id_with_zeros_for_missing_items(tmp_path, matrix):
+    from amr_pipeline.vision.feature_file import ItemRows
+
+    dataset = FeatureMatrixDataset(str(tmp_path / "f.arrow"), rows_per_batch=16)
+    kept = np.r_[0:10, 12:70]  # items 10 and 11 have no image
+    dataset.save(ItemFeatures(matrix.item_ids[kept], matrix.features[kept]))
+    loaded = dataset.load()
+    rows = ItemRows(loaded.item_ids, loaded.features, 70)
+    assert rows.shape == (70, 9) and rows.missing == 2 and not rows.identity
+    dense = np.zeros((70, 9), np.float32)
+    dense[kept] = matrix.features[kept]
+    assert np.array_equal(rows.take([11, 3, 69, 10]), dense[[11, 3, 69, 10]])
+    assert np.array_equal(np.asarray(rows), dense)
+    assert np.array_equal(rows[20:30], dense[20:30])

@@ -38,3 +38,24 @@ def test_ray_hook_reads_the_executor_parameters():
     assert [name for name in RAY_EXECUTORS if _parameter(parameters, name) == "ray"] == [
         "robustness.executor"]
     assert _parameter({"features": None}, "features.executor") is None
+
+
+class _Context:
+    env = "amazon"
+
+    def __init__(self, params, config):
+        self.params, self.config_loader = params, config
+
+
+def test_ray_hook_connects_with_the_environment_settings_only_when_a_step_uses_ray(monkeypatch):
+    from amr_pipeline import distributed
+    from amr_pipeline.hooks import RayHooks
+
+    calls = []
+    monkeypatch.setattr(distributed, "connect",
+                        lambda settings, source: calls.append((settings, source)))
+    settings = {"ray": {"address": "ray://head:10001"}}
+    RayHooks().after_context_created(_Context({"features": {"executor": "local"}}, settings))
+    assert calls == []
+    RayHooks().after_context_created(_Context({"features": {"executor": "ray"}}, settings))
+    assert calls == [({"address": "ray://head:10001"}, "conf/amazon/ray.yml")]

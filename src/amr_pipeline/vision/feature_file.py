@@ -169,3 +169,53 @@ def open_feature_file(path: str | Path) -> tuple[np.ndarray, MappedFeatures]:
     if not batches:
         batches = [np.zeros((0, dimension), np.float32)]
     return item_ids, MappedFeatures(batches, str(path))
+
+
+class ItemRows:
+    """Feature rows addressed by item id: ``(n_items, D)`` over any row source with ``take``
+    (:class:`MappedFeatures`) or a NumPy matrix; items without a row read as zeros.
+
+    What a trainer needs to stay out of core: ``ItemRows(item_ids, features, n_items)`` in
+    place of the dense ``feature_matrix``, then ``take(rows)`` for each chunk of batches.
+    Supports the same indexing as :class:`MappedFeatures`.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __init__(self, item_ids, features, n_items: int) -> None:
+        item_ids = np.asarray(item_ids, np.int64)
+        self.n_items, self.dimension = int(n_items), int(features.shape[1])
+        self._source = features
+        inside = (item_ids >= 0) & (item_ids < self.n_items)
+        self._row = np.full(self.n_items, -1, np.int64)
+        self._row[item_ids[inside]] = np.flatnonzero(inside)
+        self.identity = bool(len(item_ids) == self.n_items
+                             and np.array_equal(item_ids, np.arange(self.n_items)))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n_items, self.dimension
+
+    @property
+    def missing(self) -> int:
+        """How many items have no feature row (they score with zeros)."""
+        return int((self._row < 0).sum())
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    def take(self, items) -> np.ndarray:
+        items = np.asarray(items, np.int64).reshape(-1)
+        rows = self._row[items]
+        out = np.zeros((len(items), self.dimension), np.float32)
+        found = rows >= 0
+        if found.any():
+            source = self._source
+            gathered = (source.take(rows[found]) if hasattr(source, "take") and
+                        not isinstance(source, np.ndarray) else np.asarray(source)[rows[found]])
+            out[found] = gathered
+        return out
+
+    __getitem__ = MappedFeatures.__getitem__
+    __array__ = MappedFeatures.__array__
