@@ -88,3 +88,17 @@ def test_summarise_matches_hand_computed_values():
 def test_candidates_need_exactly_one_test_item_per_user(rows):
     with pytest.raises(ConfigurationError):
         rank_candidates(_scalar_model([1.0, 2.0]), None, _candidates(rows))
+
+
+def test_dense_scoring_gives_the_same_ranks():
+    from amr_pipeline.recsys.data import sample_candidates
+
+    rng = np.random.default_rng(5)
+    model = FactorModel(rng.standard_normal((50, 8)), rng.standard_normal((400, 8)))
+    model.item_factors[300:] = 0.0  # cold items: exact ties count against the test item
+    held_out = pd.DataFrame({"user_id": np.arange(50), "item_id": rng.integers(0, 400, 50)})
+    candidates = sample_candidates(held_out, held_out, 400, n_negatives=99, seed=1)
+    gathered = rank_candidates(model, None, candidates)
+    dense = rank_candidates(model, None, candidates, dense=True)
+    pd.testing.assert_frame_equal(dense, gathered)
+    assert gathered["rank"].max() > 0

@@ -19,19 +19,24 @@ def rank_candidates(
     features: np.ndarray | None,
     candidates: pd.DataFrame,
     cold_items: np.ndarray | None = None,
+    dense: bool = False,
 ) -> pd.DataFrame:
     """Per user: ``user_id``, ``item_id`` (the test item) and ``rank`` = how many of the user's
     negatives score ``>=`` the test item (ties count against it); ``cold`` when a boolean
     ``cold_items`` mask (one entry per item) is given. Item vectors ``q_i + E c_i`` are
     computed once; scores are batched. ``candidates`` may also be the arrays of
-    :func:`grouped_candidates`, to group once and rank many models."""
+:func:`grouped_candidates`, to group once and rank many models. ``dense`` scores each block
+    of users against every item with one matrix product and picks the candidates from it: about
+    3x faster when the catalogue is a few times the candidate count (validation during
+    training), the same ranks up to float rounding of near-ties."""
     grouped = candidates if isinstance(candidates, tuple) else grouped_candidates(candidates)
     users, items, is_test, starts = grouped
     vectors = model.item_vectors(features)
     user_factors = model.user_factors
     sizes = np.diff(np.r_[starts, len(users)])
     if (sizes == sizes[0]).all():
-        ranks = _uniform_ranks(user_factors, vectors, users[starts], items.reshape(len(starts), -1))
+        rank = _dense_ranks if dense else _uniform_ranks
+        ranks = rank(user_factors, vectors, users[starts], items.reshape(len(starts), -1))
     else:
         ranks = _ragged_ranks(user_factors, vectors, users, items, starts)
     frame = pd.DataFrame({"user_id": users[starts], "item_id": items[starts], "rank": ranks})
@@ -88,6 +93,18 @@ def _uniform_ranks(user_factors, vectors, users, items):
         candidates = np.take(vectors, items[block], axis=0)
         scores = np.matmul(candidates, user_factors[users[block], :, None])[..., 0]
         ranks[block] = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
+    return ranks
+
+
+def _dense_ranks(user_factors, vectors, users, items):
+    """As :func:`_uniform_ranks`, scoring blocks of users against all items at once."""
+    ranks = np.empty(len(users), np.int64)
+    step = max(1, (_CHUNK_ROWS * 16) // len(vectors))
+    for start in range(0, len(users), step):
+        block = slice(start, start + step)
+        scores = user_factors[users[block]] @ vectors.T
+        candidates = np.take_along_axis(scores, items[block], axis=1)
+        ranks[block] = (candidates[:, 1:] >= candidates[:, :1]).sum(axis=1)
     return ranks
 
 

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 MODELS = ("mf_bpr", "duif", "vbpr", "amr")
 _SELECTION_METRICS = ("hr_at_10", "ndcg_at_10")
+_DENSE_CATALOGUE = 16  # validation scores every item when items <= 16 x candidates per user
 
 
 @dataclass
@@ -545,6 +546,10 @@ def fit(
         store = CheckpointStore(checkpoint)
     if isinstance(validation_candidates, pd.DataFrame):
         validation_candidates = metrics.grouped_candidates(validation_candidates)
+    dense = False  # a small catalogue is scored whole (faster than gathering candidates)
+    if validation_candidates is not None:
+        per_user = len(validation_candidates[1]) / max(len(validation_candidates[3]), 1)
+        dense = trainer.n_items <= _DENSE_CATALOGUE * per_user
     history: list[dict] = []
     best = {"score": -np.inf, "epoch": 0, "model": None, "since": 0}
     start = 0
@@ -567,7 +572,8 @@ def fit(
         snapshot = trainer.model()
         if validation_candidates is not None:
             summary = metrics.summarise(
-                metrics.rank_candidates(snapshot, features, validation_candidates), (10,)
+                metrics.rank_candidates(snapshot, features, validation_candidates, dense=dense),
+                (10,),
             )
             record.update(hr_at_10=summary["hr_at_10"], ndcg_at_10=summary["ndcg_at_10"])
             score = record[config.selection_metric]
