@@ -123,17 +123,69 @@ def test_candidates_invariants(indexed):
     )
 
 
+def _uniformity_case(n_users=3000, n_items=60):
+    """Users with 2 to 11 positives each (sliding windows over the items) and a test item."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for user in range(n_users):
+        size = int(rng.integers(2, 12))
+        rows += [(user, (user + offset) % n_items) for offset in range(size)]
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    test = interactions.groupby("user_id", as_index=False).first()
+    return interactions, test, n_items
+
+
+def _uniformity_p_value(candidates, interactions, n_items, n_negatives):
+    """Chi-square p-value of the negatives' item counts against uniform sampling without
+    replacement from each user's non-interacted items. Item i is drawn for user u with
+    probability ``π_ui = n_negatives / (n_items - |P_u|)`` (0 when i ∈ P_u), so its count has
+    mean ``Σ_u π_ui`` and variance ``Σ_u π_ui (1 - π_ui)``; the standardised squares sum to
+    about χ² with ``n_items - 1`` degrees of freedom (the total is fixed)."""
+    from scipy.stats import chi2
+
+    negatives = candidates.loc[~candidates["is_test"], "item_id"].to_numpy()
+    observed = np.bincount(negatives, minlength=n_items).astype(np.float64)
+    positives = np.zeros((interactions["user_id"].max() + 1, n_items), bool)
+    positives[interactions["user_id"], interactions["item_id"]] = True
+    share = n_negatives / (n_items - positives.sum(axis=1))
+    probability = (~positives) * share[:, None]
+    expected = probability.sum(axis=0)
+    variance = (probability * (1 - probability)).sum(axis=0)
+    statistic = ((observed - expected) ** 2 / variance).sum()
+    return chi2.sf(statistic, n_items - 1)
+
+
+def _biased_candidates(test, interactions, n_items, n_negatives, seed):
+    """A sampler that is 10% more likely to draw even items: what the test must catch."""
+    rng = np.random.default_rng(seed)
+    weight = np.where(np.arange(n_items) % 2 == 0, 1.1, 1.0)
+    rows = []
+    for user, group in interactions.groupby("user_id"):
+        allowed = np.setdiff1d(np.arange(n_items), group["item_id"])
+        p = weight[allowed] / weight[allowed].sum()
+        test_item = int(test.loc[test["user_id"] == user, "item_id"].iloc[0])
+        rows.append((user, test_item, True))
+        rows += [(user, int(item), False)
+                 for item in rng.choice(allowed, n_negatives, replace=False, p=p)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "is_test"])
+
+
 def test_candidates_are_uniform_over_non_interacted_items():
-    n_items = 1010
-    interactions = pd.DataFrame({"user_id": np.zeros(5, np.int64), "item_id": np.arange(5)})
-    test = interactions.iloc[[0]]
-    counts = np.zeros(n_items)
-    for seed in range(200):
-        candidates = data.sample_candidates(test, interactions, n_items, n_negatives=10, seed=seed)
-        np.add.at(counts, candidates.loc[~candidates["is_test"], "item_id"], 1)
-    assert counts[:5].sum() == 0
-    # 2000 draws over 1005 items: each item ~2 times; no item should dominate
-    assert counts.max() <= 12
+    """Chi-square over items (seeded; p > 0.001), and the same test rejects a sampler with a
+    10% bias (p < 0.001), so it has the power to fail."""
+    interactions, test, n_items = _uniformity_case()
+    n_negatives = 20
+    candidates = data.sample_candidates(
+        test, interactions, n_items, n_negatives=n_negatives, seed=5
+    )
+    negatives = candidates[~candidates["is_test"]]
+    assert not negatives.merge(interactions, on=["user_id", "item_id"]).shape[0]
+    assert not negatives.duplicated(["user_id", "item_id"]).any()
+    assert negatives.groupby("user_id").size().eq(n_negatives).all()
+    assert _uniformity_p_value(candidates, interactions, n_items, n_negatives) > 0.001
+
+    biased = _biased_candidates(test, interactions, n_items, n_negatives, seed=5)
+    assert _uniformity_p_value(biased, interactions, n_items, n_negatives) < 0.001
 
 
 def test_too_few_items_for_negatives_is_a_configuration_error(indexed):
