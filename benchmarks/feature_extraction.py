@@ -6,7 +6,11 @@ folder, then times, on the same images and weights:
 - the project's extractor (``extract_item_features``: parallel decode + the folded-BN graph) in
   each ``--modes`` ``engine:precision`` (the first is the default mode). Each network is built
   beforehand; int8 is calibrated on ``--calibration-images`` other generated images and checked
-  against float32 as in a pipeline run, and that one-off setup time is printed apart;
+  against float32 as in a pipeline run, and that one-off setup time is printed apart.
+  ``openvino:int8:enable`` / ``openvino:int8:disable`` set the weights' overflow fix (7-bit /
+  8-bit weights; plain ``openvino:int8`` is ``auto``, chosen per CPU), and ``openvino:bf16``
+  runs OpenVINO with bf16 inference precision, a speed reference only: it is not float32 and
+  no pipeline setting selects it;
 - the baseline: decode one by one with the same ``load_image``, then fp32
   ``model.predict(batch_size=32)`` of the Keras model (also shown without the decoding).
 
@@ -60,6 +64,22 @@ def compare(features: np.ndarray, reference: np.ndarray) -> str:
             f"cosine min {cosine.min():.6f} mean {cosine.mean():.6f}")
 
 
+def parse_mode(mode: str) -> tuple[str, str, str]:
+    """``engine``, ``precision`` and int8 overflow fix (``auto`` unless given) of a mode."""
+    engine, precision, *rest = mode.split(":")
+    if precision == "bf16" and engine != "openvino":
+        raise SystemExit(f"{mode}: bf16 is an OpenVINO speed reference (openvino:bf16)")
+    return engine, precision, rest[0] if rest else "auto"
+
+
+def bf16_extractor(float32: resnet.Extractor) -> resnet.Extractor:
+    """The float32 OpenVINO network compiled with bf16 inference precision (not float32)."""
+    compiled = quantization.OpenVinoFeatures(float32.forward.model, "bf16")
+    return resnet.Extractor(compiled, "openvino-bf16",
+                            f"OpenVINO, inference precision {compiled.inference_precision} "
+                            f"(speed reference, not float32)")
+
+
 def main() -> None:
     defaults = inspect.signature(resnet.extract_item_features).parameters
     default_mode = f"{defaults['engine'].default}:{defaults['precision'].default}"
@@ -68,9 +88,10 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--weights", default="random", help="imagenet, random or a weights file")
     parser.add_argument("--batch-size", type=int, default=defaults["batch_size"].default)
-    parser.add_argument("--modes", nargs="+", metavar="ENGINE:PRECISION",
-                        default=[default_mode, "openvino:float32", "tensorflow:float32",
-                                 "tensorflow:bfloat16"])
+    other_fix = "enable" if quantization.resolve_overflow_fix() == "disable" else "disable"
+    parser.add_argument("--modes", nargs="+", metavar="ENGINE:PRECISION[:OVERFLOW_FIX]",
+                        default=[default_mode, f"openvino:int8:{other_fix}", "openvino:float32",
+                                 "openvino:bf16", "tensorflow:float32", "tensorflow:bfloat16"])
     parser.add_argument("--calibration-images", type=int,
                         default=defaults["calibration_images"].default)
     parser.add_argument("--validation-images", type=int,
@@ -81,6 +102,9 @@ def main() -> None:
     print(f"{args.images} images of {size}x{size}, weights={args.weights}, "
           f"batch size {args.batch_size}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
+    print(f"CPU: VNNI {'yes' if quantization.has_vnni() else 'no'} (int8_overflow_fix auto = "
+          f"{quantization.resolve_overflow_fix()}), native bf16 "
+          f"{'yes' if quantization.native_bf16() else 'no'}")
 
     real_builder = resnet.build_extractor
     extractors, setup_seconds = {}, {}
@@ -92,12 +116,16 @@ def main() -> None:
         pixels = np.stack([resnet.load_image(sample / name, size)
                            for name in write_images(sample, count, size, seed=1)])
         for mode in args.modes:
-            engine, precision = mode.split(":")
+            engine, precision, overflow_fix = parse_mode(mode)
             start = time.perf_counter()
-            extractors[mode] = real_builder(
-                args.weights, 0, size, precision, engine,
-                calibration=pixels[:args.calibration_images],
-                validation=pixels[args.calibration_images:])
+            if precision == "bf16":
+                extractors[mode] = bf16_extractor(real_builder(args.weights, 0, size, "float32",
+                                                               engine))
+            else:
+                extractors[mode] = real_builder(
+                    args.weights, 0, size, precision, engine,
+                    calibration=pixels[:args.calibration_images],
+                    validation=pixels[args.calibration_images:], overflow_fix=overflow_fix)
             setup_seconds[mode] = time.perf_counter() - start
         model = resnet.ResNet50Features(args.weights, 0, size).model
         speeds = {name: [] for name in ["decode + predict", "predict only", *args.modes]}
@@ -117,7 +145,8 @@ def main() -> None:
             speeds["predict only"].append(args.images / (finished - decoded))
             cpu_ms["decode + predict"].append((time.process_time() - cpu) / args.images * 1e3)
             for mode, extractor in extractors.items():
-                engine, precision = mode.split(":")
+                engine, precision, _ = parse_mode(mode)
+                precision = "float32" if precision == "bf16" else precision
                 resnet.build_extractor = lambda *_, extractor=extractor, **__: extractor
                 settings = dict(weights=args.weights, seed=0, image_size=size,
                                 batch_size=args.batch_size, precision=precision, engine=engine)

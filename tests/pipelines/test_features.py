@@ -12,7 +12,7 @@ from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
 PARAMETERS = {
     "weights": "random", "seed": 3, "image_size": 32, "batch_size": 4, "precision": "int8",
     "engine": "openvino", "calibration_images": 6, "validation_images": 4, "min_cosine": 0.999,
-    "audit_every": 1, "on_missing_image": "drop",
+    "audit_every": 1, "on_missing_image": "drop", "int8_overflow_fix": "enable",
 }
 
 
@@ -45,6 +45,7 @@ def test_extraction_reports_int8_check_and_counts_as_metrics(catalogue, tmp_path
     assert values["int8"] == 1.0 and values["int8_min_cosine"] >= 0.999
     assert values["int8_validation_images"] == 4 and values["images_per_second"] > 0
     assert values["int8_audited_images"] == 10, "audit_every: 1 compares every batch"
+    assert values["int8_weight_bits"] == 7, "int8_overflow_fix: enable reaches the quantiser"
     assert 0.99 < values["int8_audit_min_cosine"] <= values["int8_audit_mean_cosine"] <= 1
 
     again = _values(build_item_features(items, ImageFolder(root), cache, PARAMETERS)[1])

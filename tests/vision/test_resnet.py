@@ -434,3 +434,61 @@ def test_a_bf16_request_reads_back_what_the_cpu_runs(folder):
         assert difference < 1e-5
     with pytest.raises(ConfigurationError, match="inference_precision"):
         quantization.OpenVinoFeatures(model, "f64")
+
+
+# ------------------------------------------------------------ int8 weights: the overflow fix
+
+
+def test_vnni_is_read_from_the_cpu_flags(tmp_path):
+    """VNNI is detected from any of its flags; no flag, or no readable file, means no VNNI."""
+    cpuinfo = tmp_path / "cpuinfo"
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_bf16\n"
+    cpuinfo.write_text(avx2)
+    assert not quantization.has_vnni(cpuinfo)
+    for flag in ["avx512_vnni", "avx_vnni", "amx_int8"]:
+        cpuinfo.write_text(avx2.replace("fma", f"fma {flag}"))
+        assert quantization.has_vnni(cpuinfo)
+    assert not quantization.has_vnni(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("vnni, expected", [(True, "disable"), (False, "enable")])
+def test_auto_overflow_fix_follows_the_cpu(monkeypatch, vnni, expected):
+    """Both ISA branches: full 8-bit weights with VNNI, 7-bit weights without."""
+    monkeypatch.setattr(quantization, "has_vnni", lambda *args: vnni)
+    assert quantization.resolve_overflow_fix("auto") == expected
+    for setting in ["enable", "disable"]:
+        assert quantization.resolve_overflow_fix(setting) == setting
+    with pytest.raises(ConfigurationError, match="int8_overflow_fix"):
+        quantization.resolve_overflow_fix("first_layer")
+
+
+def test_auto_overflow_fix_matches_this_cpu():
+    """This machine's branch, named: the default follows its /proc/cpuinfo flags."""
+    expected = "disable" if quantization.has_vnni() else "enable"
+    assert quantization.resolve_overflow_fix() == expected
+
+
+def test_int8_with_7_and_8_bit_weights_both_keep_the_cosine_bound(mixed_folder, tmp_path):
+    """enable (7-bit weights) and disable (8-bit) each pass the float32 check, quantise to
+    different networks, and are stored apart: one is never read back for the other."""
+    items = _items(16)
+    reference = _extract(items, mixed_folder)[0].features
+    cache = resnet.FeatureCache(tmp_path / "cache")
+    results = {}
+    for setting, bits in [("enable", 7), ("disable", 8)]:
+        features, _, summary = _int8(items, mixed_folder, cache, int8_overflow_fix=setting)
+        assert summary["int8"] == 1 and summary["int8_weight_bits"] == bits
+        assert quantization.cosine_per_item(features.features, reference).min() >= 0.999
+        results[setting] = features.features
+    assert np.abs(results["enable"] - results["disable"]).max() > 1e-6, "different networks"
+    models = sorted(path.name for path in (tmp_path / "cache" / "models").glob("*.xml"))
+    assert len(models) == 2 and "overflow-fix-disable" in models[0]
+    assert "overflow-fix-enable" in models[1]
+    again, _, summary = _int8(items, mixed_folder, cache, int8_overflow_fix="disable")
+    assert summary["computed"] == 0, "each setting finds its own cached rows"
+    np.testing.assert_array_equal(again.features, results["disable"])
+
+
+def test_invalid_overflow_fix_raises_configuration_error(folder):
+    with pytest.raises(ConfigurationError, match="int8_overflow_fix"):
+        _int8(_items(1), folder, int8_overflow_fix="on")

@@ -20,9 +20,9 @@ import openvino as ov
 
 from amr_pipeline.errors import ConfigurationError
 
-__all__ = ["INFERENCE_PRECISIONS", "OpenVinoFeatures", "cosine_per_item", "load_model",
-           "model_identity", "native_bf16", "openvino_model", "precision_name", "quantize",
-           "save_model"]
+__all__ = ["INFERENCE_PRECISIONS", "OVERFLOW_FIXES", "OpenVinoFeatures", "cosine_per_item",
+           "has_vnni", "load_model", "model_identity", "native_bf16", "openvino_model",
+           "precision_name", "quantize", "resolve_overflow_fix", "save_model"]
 
 
 def openvino_model(forward) -> ov.Model:
@@ -73,16 +73,59 @@ def native_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def quantize(model: ov.Model, calibration_images: np.ndarray) -> ov.Model:
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+"""``/proc/cpuinfo`` flags of the int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX)."""
+
+OVERFLOW_FIXES = ("auto", "enable", "disable")
+
+
+def has_vnni(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has VNNI int8 dot products (a flag of :data:`VNNI_FLAGS` in ``cpuinfo``).
+
+    OpenVINO does not report VNNI (its ``INT8`` capability is there on AVX2 too), so the Linux
+    CPU flags are read; where they cannot be read the answer is False, the safe side (7-bit
+    weights, see :func:`quantize`).
+    """
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags") and ":" in line:
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & VNNI_FLAGS)
+
+
+def resolve_overflow_fix(setting: str = "auto") -> str:
+    """``enable`` or ``disable``: ``auto`` is ``disable`` with VNNI, ``enable`` without it.
+
+    Without VNNI, OpenVINO's int8 convolutions multiply uint8 activations by int8 weights in
+    pairs summed into 16 bits (``vpmaddubsw``), which saturates with full 8-bit weights; the
+    overflow fix quantises weights to 7 bits so it cannot. VNNI sums into 32 bits, so full
+    8-bit weights are safe there and more accurate.
+    """
+    if setting not in OVERFLOW_FIXES:
+        raise ConfigurationError(
+            f"int8_overflow_fix must be one of {OVERFLOW_FIXES}, got {setting!r}."
+        )
+    if setting == "auto":
+        return "disable" if has_vnni() else "enable"
+    return setting
+
+
+def quantize(model: ov.Model, calibration_images: np.ndarray,
+             overflow_fix: str = "auto") -> ov.Model:
     """int8 version of ``model``, activation ranges calibrated on ``calibration_images``.
 
     NNCF's post-training recipe (per-channel weights, fast bias correction) with two choices
     that keep every item's features close to float32: activation ranges span the extreme
     values of all calibration images (NNCF's default averages per-image extremes, which
     clips the rare item whose activations run higher: 1 in 256 benchmark images fell to a
-    cosine of 0.998 that way, against 0.9998 with the full range), and the overflow fix on
-    every layer (7-bit weights, so the 16-bit partial sums of CPUs without VNNI never
-    saturate). Deterministic for the same model and images.
+    cosine of 0.998 that way, against 0.9998 with the full range), and the weights' overflow
+    fix chosen per CPU (``overflow_fix``, see :func:`resolve_overflow_fix`: 7-bit weights on
+    every layer without VNNI, full 8-bit weights with it). Deterministic for the same model,
+    images and setting.
     """
     import nncf
     from nncf.quantization.advanced_parameters import (
@@ -91,6 +134,8 @@ def quantize(model: ov.Model, calibration_images: np.ndarray) -> ov.Model:
     )
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
+    fix = OverflowFix.ENABLE if resolve_overflow_fix(overflow_fix) == "enable" else (
+        OverflowFix.DISABLE)
     nncf.set_log_level(logging.ERROR)
     batches = [calibration_images[index:index + 1] for index in range(len(calibration_images))]
     return nncf.quantize(
@@ -98,7 +143,7 @@ def quantize(model: ov.Model, calibration_images: np.ndarray) -> ov.Model:
         nncf.Dataset(batches),
         subset_size=len(batches),
         advanced_parameters=AdvancedQuantizationParameters(
-            overflow_fix=OverflowFix.ENABLE,
+            overflow_fix=fix,
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
         ),
     )

@@ -435,6 +435,7 @@ def build_extractor(
     validation: np.ndarray | None = None,
     model_path: str | Path | None = None,
     min_cosine: float = 0.999,
+    overflow_fix: str = "auto",
 ) -> Extractor:
     """The ResNet-50 feature network in the requested precision and engine.
 
@@ -445,9 +446,13 @@ def build_extractor(
     read from ``model_path`` when a quantised model was saved there; a newly quantised model is
     saved there only once it has passed the check. The check compares int8 and float32 features
     of the ``validation`` images: when any cosine similarity is below ``min_cosine``, a warning
-    says so and the float32 network is used instead (tag ``float32``).
+    says so and the float32 network is used instead (tag ``float32``). ``overflow_fix``
+    (``auto``, ``enable``: 7-bit weights, ``disable``: 8-bit weights) is NNCF's weight
+    overflow fix, see :func:`quantization.resolve_overflow_fix`; a model read from
+    ``model_path`` must have been quantised with the same setting (the caller's key says so).
     """
     check_mode(precision, engine)
+    overflow_fix = quantization.resolve_overflow_fix(overflow_fix)
     network = ResNet50Features(weights, seed, image_size,
                                "bfloat16" if precision == "bfloat16" else "float32")
     if engine == "tensorflow":
@@ -470,13 +475,15 @@ def build_extractor(
         model = quantization.load_model(model_path)
         origin = f"read from {model_path}"
     else:
-        model = quantization.quantize(full.model, calibration)
+        model = quantization.quantize(full.model, calibration, overflow_fix)
         origin = f"calibrated on {len(calibration)} item images"
+    weight_bits = 7 if overflow_fix == "enable" else 8
     reduced = quantization.OpenVinoFeatures(model)
     cosine = quantization.cosine_per_item(reduced(validation), full(validation))
     check = {"int8_min_cosine": float(cosine.min()), "int8_mean_cosine": float(cosine.mean()),
              "int8_validation_images": float(len(validation)),
-             "inference_precision_bits": _precision_bits(reduced.inference_precision)}
+             "inference_precision_bits": _precision_bits(reduced.inference_precision),
+             "int8_weight_bits": float(weight_bits)}
     if cosine.min() < min_cosine:
         logger.warning(
             "ResNet-50 int8 (%s) agrees with float32 only to a cosine of %.6f (mean %.6f) on "
@@ -489,12 +496,12 @@ def build_extractor(
         quantization.save_model(model, model_path)
     identity = (quantization.model_identity(model_path) if model_path is not None
                 else f"unsaved-{uuid.uuid4().hex[:8]}")
-    logger.info("ResNet-50 int8 (OpenVINO, %s): cosine with float32 on %d validation images "
-                "min %.6f, mean %.6f (bound %s)", origin, len(validation), cosine.min(),
-                cosine.mean(), min_cosine)
+    logger.info("ResNet-50 int8 (OpenVINO, %d-bit weights, overflow fix %s, %s): cosine with "
+                "float32 on %d validation images min %.6f, mean %.6f (bound %s)", weight_bits,
+                overflow_fix, origin, len(validation), cosine.min(), cosine.mean(), min_cosine)
     return Extractor(reduced, f"int8-{identity}",
-                     f"OpenVINO int8 (other layers in {reduced.inference_precision})", check,
-                     reference=full)
+                     f"OpenVINO int8 ({weight_bits}-bit weights, other layers in "
+                     f"{reduced.inference_precision})", check, reference=full)
 
 
 def _precision_bits(name: str) -> float:
@@ -544,6 +551,7 @@ def extract_item_features(
     audit_every: int = 32,
     on_missing_image: str = "fail",
     shard_size: int = 1024,
+    int8_overflow_fix: str = "auto",
 ) -> FeatureExtraction:
     """ResNet-50 features of every item image (2048-d, float32), resuming from ``cache``.
 
@@ -566,6 +574,10 @@ def extract_item_features(
             compared (0: never), so the agreement is measured across the whole run, not only
             on the validation sample; a warning names the share of audited items below
             ``min_cosine``. Costs about 6% at 32.
+        int8_overflow_fix: ``auto`` (full 8-bit weights on CPUs with VNNI, 7-bit without),
+            ``enable`` (7-bit) or ``disable`` (8-bit); see
+            :func:`quantization.resolve_overflow_fix`. Part of the stored int8 network's
+            name, so a network quantised with one setting is never reused for the other.
         on_missing_image: missing and unreadable/corrupt image files are collected into one
             report. ``"fail"`` raises :class:`RawDataError` listing them (features of the
             readable ones are cached first); ``"drop"`` logs the list and leaves those items out.
@@ -576,6 +588,7 @@ def extract_item_features(
     """
     check_on_missing(on_missing_image, "on_missing_image")
     check_mode(precision, engine)
+    overflow_fix = quantization.resolve_overflow_fix(int8_overflow_fix)
     if int(batch_size) < 1:
         raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if int(image_size) < MIN_IMAGE_SIZE:
@@ -603,7 +616,8 @@ def extract_item_features(
             problems[index] = "missing file" if name else "no image file name"
         else:
             files[index] = (status.st_size, status.st_mtime_ns)
-    model_path = (cache.model_path(f"resnet50-int8-{weights_id}-{int(image_size)}px")
+    model_path = (cache.model_path(f"resnet50-int8-{weights_id}-{int(image_size)}px-"
+                                   f"overflow-fix-{overflow_fix}")
                   if cache is not None and precision == "int8" else None)
 
     def keys(tag: str) -> dict[int, str]:
@@ -634,7 +648,8 @@ def extract_item_features(
                                      seed)
             split = 0 if stored else min(int(calibration_images), len(decoded))
             sample = {"calibration": decoded[:split], "validation": decoded[split:],
-                      "model_path": model_path, "min_cosine": float(min_cosine)}
+                      "model_path": model_path, "min_cosine": float(min_cosine),
+                      "overflow_fix": overflow_fix}
         extractor = build_extractor(weights, seed, int(image_size), precision, engine, **sample)
         if extractor.tag != tag:
             rows = cached(extractor.tag)

@@ -38,5 +38,6 @@ def build_item_features(
             min_cosine=parameters["min_cosine"],
             audit_every=parameters["audit_every"],
             on_missing_image=parameters["on_missing_image"],
+            int8_overflow_fix=parameters["int8_overflow_fix"],
         )
     return features, mlflow_metrics(summary)
