@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -117,7 +116,8 @@ def extraction(arguments) -> None:
         for label, results in rows.items():
             best = max(speed for speed, _ in results)
             equal = all(same for _, same in results)
-            print(f"{label:<34} {best:9.1f} {best / baseline:8.2f}x  {'bit for bit' if equal else 'NO'}"
+            verdict = "bit for bit" if equal else "NO"
+            print(f"{label:<34} {best:9.1f} {best / baseline:8.2f}x  {verdict}"
                   f"   (rounds: {', '.join(f'{speed:.1f}' for speed, _ in results)})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -230,7 +230,8 @@ def memory(arguments) -> None:
               f"batch 512, {arguments.group} batches per gathered chunk")
         print(f"{'':<16} {'peak RSS':>9} {'anonymous':>10} {'load s':>7} {'epoch gather s':>15}")
         for row in results:
-            print(f"{row['mode']:<16} {row['peak_rss_gib']:8.2f}G {row['peak_anonymous_gib']:9.2f}G "
+            print(f"{row['mode']:<16} {row['peak_rss_gib']:8.2f}G "
+                  f"{row['peak_anonymous_gib']:9.2f}G "
                   f"{row['load_seconds']:7.1f} {row['epoch_gather_seconds']:15.1f}")
         same = abs(results[0]["checksum"] - results[1]["checksum"]) <= 1e-6 * abs(
             results[0]["checksum"])

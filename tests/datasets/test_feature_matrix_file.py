@@ -14,7 +14,8 @@ from amr_pipeline.vision.feature_file import MappedFeatures
 @pytest.fixture
 def matrix():
     rng = np.random.default_rng(4)
-    return ItemFeatures(np.arange(70, dtype=np.int64), rng.standard_normal((70, 9)).astype(np.float32))
+    return ItemFeatures(np.arange(70, dtype=np.int64),
+                        rng.standard_normal((70, 9)).astype(np.float32))
 
 
 def test_arrow_file_is_a_standard_vector_table_and_reads_back_exactly(tmp_path, matrix):

@@ -22,7 +22,8 @@ def ray_session():
 
 def test_robustness_grid_on_ray_equals_the_local_grid(monkeypatch):
     """Many user blocks, gradient partitions and item chunks: every figure identical."""
-    train, candidates, features = planted_data(n_users=120, n_items=700, n_groups=20, n_candidates=200, seed=3)
+    train, candidates, features = planted_data(n_users=120, n_items=700, n_groups=20,
+                                               n_candidates=200, seed=3)
     rng = np.random.default_rng(5)
     model = FactorModel(rng.standard_normal((120, 8)).astype(np.float32),
                         rng.standard_normal((700, 8)).astype(np.float32),

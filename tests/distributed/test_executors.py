@@ -29,7 +29,8 @@ def test_ray_executor_without_a_connection_says_how_to_connect():
 
 
 def test_unknown_ray_setting_names_the_file():
-    with pytest.raises(ConfigurationError, match=r"conf/base/ray.yml: unknown Ray settings \['adress'\]"):
+    message = r"conf/base/ray.yml: unknown Ray settings \['adress'\]"
+    with pytest.raises(ConfigurationError, match=message):
         connect({"adress": "auto"}, source="conf/base/ray.yml")
 
 

@@ -8,4 +8,5 @@ Kedro-free: the robustness grid and the feature extraction call :func:`executor`
 from .cluster import RAY_SETTINGS, connect
 from .executors import EXECUTORS, LocalExecutor, RayExecutor, check_executor, executor
 
-__all__ = ["EXECUTORS", "RAY_SETTINGS", "connect", "LocalExecutor", "RayExecutor", "check_executor", "executor"]
+__all__ = ["EXECUTORS", "RAY_SETTINGS", "LocalExecutor", "RayExecutor", "check_executor",
+           "connect", "executor"]

@@ -17,7 +17,7 @@ EXECUTORS = ("local", "ray")
 
 
 def check_executor(name: str, parameter: str) -> str:
-    """``name`` if it is ``local`` or ``ray``; otherwise a ConfigurationError naming ``parameter``."""
+    """``name`` if it is ``local`` or ``ray``, else a ConfigurationError naming ``parameter``."""
     if name not in EXECUTORS:
         raise ConfigurationError(
             f"{parameter} must be one of {EXECUTORS}, got {name!r}: set {parameter}: local "
