@@ -1,7 +1,9 @@
-"""The demo end to end, used the way a user uses it: `kedro run`, MLflow, kedro-viz, notebooks.
+"""The demo end to end, used the way a user uses it: `kedro run --pipeline=tuning`, then
+`kedro run`, MLflow, kedro-viz, notebooks.
 
-One full `kedro run` of the embedded demo in a copy of the project; every check below reads
-what that run (and two short comparison runs) left behind.
+One tuning run (the paper's protocol on a reduced grid, to keep CI short) and one full
+`kedro run` of the embedded demo in a copy of the project; every check below reads what those
+runs (and two short comparison runs) left behind.
 """
 
 from __future__ import annotations
@@ -47,9 +49,34 @@ def project(tmp_path_factory) -> Path:
         else:
             shutil.copy2(source, copy / name)
     (copy / "conf" / "local").mkdir()
+    quick = copy / "conf" / "quick_tuning"
+    quick.mkdir()
+    (quick / "parameters_tuning.yml").write_text(QUICK_TUNING)
     shutil.copytree(ROOT / "data" / "01_raw" / "demo", copy / "data" / "01_raw" / "demo")
+    kedro(copy, "run", "--pipeline=tuning", "--env=quick_tuning")
     kedro(copy, "run")
     return copy
+
+
+# The protocol's shape on smaller grids (an environment of overrides, as a user would write).
+QUICK_TUNING = """
+tuning:
+  epochs: {mf_bpr: 6, duif: 6, vbpr: 6, amr: 6}
+  eval_every: 3
+  max_extensions: 1
+  grids:
+    learning_rate: [0.05, 0.1]
+    regularization: [0, 0.01]
+    epsilon: [0.1, 1]
+    adversarial_weight: [0.1, 1]
+  eals_grids: {c0: [1, 8], regularization: [1]}
+"""
+
+
+def _selected(project: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((project / "data/06_models/demo/selected_parameters.yml").read_text())
 
 
 def _runs(project: Path) -> pd.DataFrame:
@@ -59,25 +86,88 @@ def _runs(project: Path) -> pd.DataFrame:
 
 def test_default_run_writes_every_model_and_report(project):
     data = project / "data"
+    test = pd.read_parquet(data / "05_model_input" / "demo" / "test.parquet")
+    table = pd.read_parquet(data / "08_reporting" / "demo" / "performance_table.parquet")
     for model in MODELS:
         assert (data / "06_models" / "demo" / model / "user_factors.parquet").is_file()
         ranks = pd.read_parquet(data / "07_model_output" / "demo" / f"{model}_ranks.parquet")
-        assert {"user_id", "item_id", "rank", "cold"} <= set(ranks.columns)
+        assert sorted(ranks.user_id) == sorted(test.user_id), "one rank per test user"
+        assert ranks["rank"].between(0, 999).all()
+        row = table.set_index("model").loc[model]
+        assert row["hr_at_10"] == pytest.approx((ranks["rank"] < 10).mean())
+        cold = ranks["cold"].mean()
+        assert row["hr_at_10"] == pytest.approx(
+            cold * row["cold.hr_at_10"] + (1 - cold) * row["warm.hr_at_10"])
     reports = data / "08_reporting" / "demo"
     for name in ("figure1_pixel_attack", "figure3_generalisation", "figure4_perturbation",
                  "figure5_rank_change"):
         with Image.open(reports / f"{name}.png") as picture:
             assert picture.size[0] > 200
-    assert "AMR" in (reports / "table2.md").read_text()
+            assert np.asarray(picture.convert("L")).std() > 5, f"{name} is blank"
+    table2 = (reports / "table2.md").read_text()
+    amr = table.set_index("model").loc["amr"]
+    assert f"{amr['hr_at_10']:.4f}" in table2, "Table 2 shows the evaluated numbers"
     assert "VBPR" in (reports / "table3.md").read_text()
 
 
-def test_every_trained_model_beats_chance(project):
-    """HR@10 of 10 among 1,000 candidates by chance is 0.01."""
+def test_the_final_models_use_the_settings_tuning_selected(project):
+    """`kedro run` after `kedro run --pipeline=tuning`: each model trains with its validation-
+    selected setting, on train + validation, for the selected number of epochs."""
+    selected = _selected(project)["training"]
+    assert set(selected) == {"mf_bpr", "duif", "vbpr", "amr", "mf_eals"}
+    grids = {"learning_rate": {0.05, 0.1, 0.025, 0.2}, "regularization": {0.0, 0.01, 1.0},
+             "epsilon": {0.1, 1.0, 0.01, 10.0}, "adversarial_weight": {0.1, 1.0, 0.01, 10.0}}
+    for model in ("mf_bpr", "duif", "vbpr", "amr"):
+        for key in ("learning_rate", "regularization"):
+            assert selected[model][key] in grids[key], (model, key)
+    assert selected["amr"]["learning_rate"] == selected["vbpr"]["learning_rate"]
+    assert selected["amr"]["epsilon"] in grids["epsilon"]
+    run = _runs(project)
+    final = run[run["tags.pipeline"] == "__default__"].iloc[0]
+    for model in ("mf_bpr", "vbpr", "amr"):
+        history = pd.read_parquet(
+            project / f"data/07_model_output/demo/{model}_training_history.parquet")
+        assert history.epoch.max() == selected[model]["epochs"], model
+        assert history.ndcg_at_10.isna().all(), "train + validation: nothing held out to select"
+    train = pd.read_parquet(project / "data/05_model_input/demo/train.parquet")
+    validation = pd.read_parquet(project / "data/05_model_input/demo/validation.parquet")
+    final_train = pd.read_parquet(project / "data/05_model_input/demo/final_train.parquet")
+    assert len(final_train) == len(train) + len(validation)
+    assert final["metrics.amr.hr_at_10"] >= 0
+
+
+def test_tuning_is_one_parent_run_with_a_child_per_setting(project):
     runs = _runs(project)
-    first = runs.iloc[0]
-    for model in ("mf_eals", "mf_bpr", "duif", "vbpr", "amr"):
-        assert first[f"metrics.{model}.hr_at_10"] > 0.03, model
+    parent = runs[runs["tags.pipeline"] == "tuning"]
+    assert len(parent) == 1
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]]
+    trials = pd.read_parquet(project / "data/08_reporting/demo/tuning_trials.parquet")
+    assert len(children) == len(trials)
+    assert set(children["tags.model"]) == {"mf_bpr", "duif", "vbpr", "amr", "mf_eals"}
+    # MF-BPR: 2 x 2 grid, DUIF twice (scratch and from MF-BPR), plus boundary extensions
+    assert (trials.model == "mf_bpr").sum() >= 4 and (trials.model == "duif").sum() >= 8
+    client = mlflow.MlflowClient()
+    child = children[children["tags.model"] == "vbpr"].iloc[0]
+    curve = client.get_metric_history(child["run_id"], "validation.ndcg_at_10")
+    assert [m.step for m in curve] == [0, 3, 6], "epoch 0 and every eval_every epochs"
+    best = trials.loc[trials[trials.model == "amr"].score.idxmax()]
+    assert _selected(project)["training"]["amr"]["epsilon"] == best["epsilon"]
+    reports = project / "data/08_reporting/demo"
+    for name in ("figure6_epsilon", "figure7_adversarial_weight"):
+        with Image.open(reports / f"{name}.png") as picture:
+            assert np.asarray(picture.convert("L")).std() > 5, f"{name} is blank"
+
+
+def test_table_1_describes_the_data(project):
+    statistics = pd.read_parquet(project / "data/08_reporting/demo/dataset_statistics.parquet")
+    users = pd.read_parquet(project / "data/03_primary/demo/users.parquet")
+    interactions = pd.read_parquet(project / "data/03_primary/demo/interactions.parquet")
+    row = statistics.iloc[0]
+    assert row["users"] == len(users)
+    assert row["interactions"] == len(interactions.drop_duplicates(["user_id", "item_id"]))
+    assert 0.99 < row["sparsity"] < 1
+    text = (project / "data/08_reporting/demo/table1.md").read_text()
+    assert f"{int(row['users']):,}" in text and "3,226" in text
 
 
 def test_stored_factors_reproduce_the_stored_ranks_without_tensorflow(project):
@@ -112,15 +202,19 @@ def test_certified_bound_holds_against_every_attack_on_the_demo(project):
 
 
 def test_mlflow_holds_metrics_params_tags_and_artifacts(project):
-    run = _runs(project).iloc[0]
+    runs = _runs(project)
+    run = runs[runs["tags.pipeline"] == "__default__"].iloc[0]
     for model in MODELS:
         for cutoff in (5, 10, 20):
             assert f"metrics.{model}.hr_at_{cutoff}" in run
             assert f"metrics.{model}.ndcg_at_{cutoff}" in run
     assert "metrics.vbpr.robust.fgm_train.eps_0.1.ndcg_at_10" in run
-    assert run["metrics.features.int8"] == 1.0, "the demo's features are int8"
-    assert run["metrics.features.int8_min_cosine"] >= 0.999
-    assert run["metrics.features.computed"] == run["metrics.features.items"]
+    features = runs[runs["tags.pipeline"] == "tuning"].iloc[0]  # the run that extracted them
+    assert features["metrics.features.int8"] == 1.0, "the demo's features are int8"
+    assert features["metrics.features.int8_min_cosine"] >= 0.999
+    assert features["metrics.features.computed"] == features["metrics.features.items"]
+    assert features["metrics.features.inference_precision_bits"] == 32
+    assert run["metrics.features.computed"] == 0, "the second run reuses the feature cache"
     assert run["tags.dataset"] == "demo"
     assert run["tags.pipeline"] == "__default__"
     assert run["params.training.amr.epsilon"] == "0.1"
@@ -135,8 +229,8 @@ def test_mlflow_holds_metrics_params_tags_and_artifacts(project):
 def test_two_runs_compare_in_mlflow(project):
     """What users do: run twice with different ε and compare the runs."""
     for epsilon in ("0.05", "0.5"):
-        kedro(project, "run", "--pipeline=amr",
-              f"--params=training.amr.epsilon={epsilon},training.amr.epochs=4")
+        kedro(project, "run", "--pipeline=amr", "--params=tuning.use_selected=false,"
+              f"training.amr.epsilon={epsilon},training.amr.epochs=4")
     runs = _runs(project).tail(2)
     assert list(runs["params.training.amr.epsilon"]) == ["0.05", "0.5"]
     keys = [{c for c in runs.columns if c.startswith("metrics.amr.") and pd.notna(row[c])}
