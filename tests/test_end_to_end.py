@@ -220,7 +220,11 @@ def test_mlflow_holds_metrics_params_tags_and_artifacts(project):
     assert run["params.training.amr.epsilon"] == "0.1"
     client = mlflow.MlflowClient()
     history = client.get_metric_history(run["run_id"], "amr.train.loss")
-    assert len(history) > 1 and sorted(m.step for m in history) == [m.step for m in history]
+    stored = pd.read_parquet(project / "data/07_model_output/demo/amr_training_history.parquet")
+    logged = sorted((m.step, m.value) for m in history)
+    assert logged, "the training curve is in MLflow"
+    assert logged == pytest.approx(sorted(stored.dropna(subset=["loss"])[["epoch", "loss"]]
+                                          .itertuples(index=False, name=None)))
     artifacts = {a.path for folder in ("figures", "reports")
                  for a in client.list_artifacts(run["run_id"], folder)}
     assert {"figures/figure4_perturbation.png", "reports/table3.md"} <= artifacts
