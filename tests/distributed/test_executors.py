@@ -22,8 +22,7 @@ def test_unknown_executor_names_the_parameter_and_the_choices():
 def test_ray_executor_without_a_connection_says_how_to_connect():
     import ray
 
-    if ray.is_initialized():  # pragma: no cover - Ray runs only in the isolated subprocess
-        pytest.skip("this process is connected to Ray")
+    assert not ray.is_initialized(), "Ray runs only in the isolated subprocess"
     with pytest.raises(ConfigurationError, match=r"features.executor: ray.*ray.yml"):
         executor("ray", "features.executor")
 
