@@ -18,6 +18,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from scale import add_scale_arguments
+
 from amr_pipeline.recsys import metrics, tuning
 from amr_pipeline.recsys.data import sample_candidates
 from amr_pipeline.recsys.models import FactorModel
@@ -26,11 +28,9 @@ from amr_pipeline.recsys.train import train_bpr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=3226)
-    parser.add_argument("--items", type=int, default=5234)
-    parser.add_argument("--pairs", type=int, default=4254)
+    add_scale_arguments(parser)
+    parser.set_defaults(users=3226, items=5234, pairs=4254)  # the demo's sizes
     parser.add_argument("--validation-users", type=int, default=2321)
-    parser.add_argument("--dims", type=int, default=2048)
     parser.add_argument("--settings", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--eval-every", type=int, default=5)
@@ -44,15 +44,17 @@ def main() -> None:
                              "item_id": rng.integers(0, arguments.items,
                                                      arguments.validation_users)})
     candidates = sample_candidates(held_out, pd.concat([train, held_out]), arguments.items,
-                                   seed=1)
+                                   n_negatives=arguments.candidates - 1, seed=1)
     features = rng.random((arguments.items, arguments.dims), dtype=np.float32)
-    base = {"model": "vbpr", "epochs": arguments.epochs, "eval_every": arguments.eval_every}
+    base = {"model": "vbpr", "n_factors": arguments.factors, "epochs": arguments.epochs,
+            "eval_every": arguments.eval_every}
     grid = list(itertools.islice(itertools.product(tuning.PAPER_GRIDS["learning_rate"],
                                                    tuning.PAPER_GRIDS["regularization"]),
                                  arguments.settings))
     print(f"VBPR, {len(train):,} pairs, {arguments.items:,} items, D = {arguments.dims}, "
           f"{len(grid)} settings x {arguments.epochs} epochs, validation every "
-          f"{arguments.eval_every} ({arguments.validation_users:,} users x 1,000 candidates)")
+          f"{arguments.eval_every} ({arguments.validation_users:,} users x "
+          f"{arguments.candidates:,} candidates)")
 
     began = time.perf_counter()
     for rate, penalty in grid:
@@ -70,8 +72,8 @@ def main() -> None:
     print(f"{'one trainer reset across the grid (ours)':45s} {reused:7.2f} s per setting "
           f"({fresh / reused:.2f}x)")
 
-    model = FactorModel(rng.standard_normal((arguments.users, 64)),
-                        rng.standard_normal((arguments.items, 64)))
+    model = FactorModel(rng.standard_normal((arguments.users, arguments.factors)),
+                        rng.standard_normal((arguments.items, arguments.factors)))
     grouped = metrics.grouped_candidates(candidates)
     timings = {}
     for dense in (False, True):
