@@ -191,9 +191,7 @@ def test_same_seed_gives_same_weights_and_fused_epoch_matches_stepwise():
     users, positives, negatives = stepwise.sampler.epoch(config.seed, 1)
     for batch, start in enumerate(range(0, len(users), 16)):
         part = slice(start, start + 16)
-        items = stepwise._batch_items(
-            tf.constant(positives[part], tf.int32), tf.constant(negatives[part], tf.int32)
-        )
+        items = stepwise._batch_items(positives[part], negatives[part])
         stepwise._step(
             tf.constant(users[part], tf.int32),
             items,

@@ -4,9 +4,12 @@ Mini-batch Adagrad on the summed pairwise loss ``Σ -ln σ(ŷ_ui - ŷ_uj)`` with
 ``ŷ_ui = p_u · (q_i + E c_i)``; MF-BPR drops ``E c_i``, DUIF drops ``q_i``. AMR is VBPR plus an
 :mod:`adversary`: per batch Δ is built at Δ = 0 and held fixed while the model steps on
 ``L_BPR + λ L'_BPR + β||Θ||²`` (eq. 7). Embedding tables are updated only at the rows a batch
-touches (sparse Adagrad, duplicates summed), ``E`` densely; a whole epoch runs inside one
-``tf.function``. Every epoch's randomness is a function of ``(seed, epoch)``, so a run resumed
-from a :class:`CheckpointStore` ends with the same weights as an uninterrupted one.
+touches (sparse Adagrad, duplicates summed), ``E`` densely. The image features c_i stay where
+they are (a NumPy array or a memory-mapped feature file): an epoch runs as groups of batches,
+each one ``tf.function`` call fed with just the rows its batches touch, gathered on a
+background thread while the previous group trains. Every epoch's randomness is a function of
+``(seed, epoch)``, so a run resumed from a :class:`CheckpointStore` ends with the same weights
+as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +42,15 @@ from amr_pipeline.recsys.models import (
     warm_item_mask,
 )
 from amr_pipeline.recsys.sampling import NegativeSampler
+from amr_pipeline.vision.feature_file import take_rows
 
 logger = logging.getLogger(__name__)
 
 MODELS = ("mf_bpr", "duif", "vbpr", "amr")
 _SELECTION_METRICS = ("hr_at_10", "ndcg_at_10")
 _DENSE_CATALOGUE = 16  # validation scores every item when items <= 16 x candidates per user
+FEATURE_GATHERS = ("host", "graph")
+_CRC_ROWS = 8192  # feature rows per CRC step of the run fingerprint
 
 
 @dataclass
@@ -61,7 +68,12 @@ class TrainConfig:
     to gradient), ``epsilon`` (ε) and ``adversarial_weight`` (λ) define AMR (eqs. 7, 11).
     ``selection_metric`` picks the returned epoch on the validation candidates, epoch 0 (the
     initialisation) included; ``early_stopping_patience`` stops after that many evaluations
-    without a better validation score (None: train all ``epochs``)."""
+    without a better validation score (None: train all ``epochs``).
+
+    ``feature_gather: host`` keeps the features where they are and copies only the rows of
+    the next ``feature_chunk_batches`` batches (about ``2 x batch_size x D x 4`` bytes per
+    batch); ``graph`` copies the whole matrix into TensorFlow once and gathers rows inside the
+    compiled epoch (the matrix is then held twice). Both give the same weights."""
 
     model: str = "vbpr"
     n_factors: int = 64
@@ -80,6 +92,8 @@ class TrainConfig:
     selection_metric: str = "ndcg_at_10"
     checkpoint_every: int = 5
     early_stopping_patience: int | None = None
+    feature_gather: str = "host"
+    feature_chunk_batches: int = 16
     seed: int = 0
 
     @classmethod
@@ -124,7 +138,8 @@ class TrainConfig:
 
         if self.model not in MODELS:
             bad("model", f"must be one of {MODELS}")
-        for name in ("n_factors", "epochs", "batch_size", "eval_every", "checkpoint_every"):
+        for name in ("n_factors", "epochs", "batch_size", "eval_every", "checkpoint_every",
+                     "feature_chunk_batches"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < (0 if name == "epochs" else 1):
                 bad(name, "must be a positive integer")
@@ -137,6 +152,8 @@ class TrainConfig:
         patience = self.early_stopping_patience
         if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
             bad("early_stopping_patience", "must be a positive integer (evaluations) or null")
+        if self.feature_gather not in FEATURE_GATHERS:
+            bad("feature_gather", f"must be one of {FEATURE_GATHERS}")
         if self.selection_metric not in _SELECTION_METRICS:
             bad("selection_metric", f"must be one of {_SELECTION_METRICS}")
         if self.adversary not in (None, "none") and not self.uses_features:
@@ -150,8 +167,10 @@ class TrainConfig:
 # Fields that shape the compiled epoch: a trainer is reused (``BPRTrainer.reset``) only across
 # settings that agree on them; learning rates, β, ε, λ, seeds and epochs may differ.
 STRUCTURAL_FIELDS = ("model", "n_factors", "batch_size", "feature_scaling",
-                     "regularize_item_vector", "adversary")
-_RUN_LENGTH_FIELDS = ("epochs", "eval_every", "checkpoint_every", "early_stopping_patience")
+                     "regularize_item_vector", "adversary", "feature_gather")
+# Fields left out of a run's identity: how long it runs and how rows are fed change no weight.
+_NOT_IDENTITY_FIELDS = ("epochs", "eval_every", "checkpoint_every", "early_stopping_patience",
+                        "feature_gather", "feature_chunk_batches")
 
 
 class CheckpointStore:
@@ -194,10 +213,13 @@ class BPRTrainer:
         train: pd.DataFrame,
         n_users: int,
         n_items: int,
-        features: np.ndarray | None = None,
+        features=None,
         initial: FactorModel | None = None,
         adversary: Adversary | None = None,
     ):
+        """``features``: (n_items, D) raw c_i, a NumPy array or anything with ``take(rows)``
+        and ``[start:stop]`` slicing (:class:`~amr_pipeline.vision.feature_file.ItemRows`,
+        :class:`~amr_pipeline.vision.feature_file.MappedFeatures`)."""
         config.validate()
         self.config, self.n_users, self.n_items = config, int(n_users), int(n_items)
         _check_pairs(train, n_users, n_items)
@@ -226,16 +248,20 @@ class BPRTrainer:
         items = train["item_id"].to_numpy(np.int64)
         self.sampler = NegativeSampler(users, items, n_items)
         self.warm = warm_item_mask(train, n_items)
-        self.scale, self.features = 1.0, None
+        self.scale, self.features, self._feature_tensor = 1.0, None, None
         if config.uses_features:
+            self.features = features
             self.scale = feature_scale(features, config.feature_scaling)
-            self.features = tf.convert_to_tensor(np.ascontiguousarray(features, np.float32))
-        self._pairs, self._raw_features = (users, items), features
+            if config.feature_gather == "graph":
+                self._feature_tensor = tf.convert_to_tensor(np.asarray(features, np.float32))
+        self._pairs, self._buffers = (users, items), None
         self._build_variables(initial)
         self._identity: str | None = None
-        self._epoch_fn = tf.function(
-            self._epoch_graph,
-            input_signature=[tf.TensorSpec([None], tf.int32)] * 3 + [tf.TensorSpec([], tf.int64)],
+        self._group_fn = tf.function(
+            self._group_graph,
+            input_signature=[tf.TensorSpec([None], tf.int32)] * 5
+            + [tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([], tf.int64),
+               tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)],
         )
 
     def reset(self, config: TrainConfig, initial: FactorModel | None = None) -> None:
@@ -340,15 +366,14 @@ class BPRTrainer:
     def fingerprint(self) -> str:
         """Identity of the run as started (for checkpoints); computed on first use."""
         if self._identity is None:
-            self._identity = self._fingerprint(*self._pairs, self._raw_features)
+            self._identity = self._fingerprint(*self._pairs, self.features)
         return self._identity
 
-    def _fingerprint(self, users: np.ndarray, items: np.ndarray,
-                     features: np.ndarray | None) -> str:
+    def _fingerprint(self, users: np.ndarray, items: np.ndarray, features) -> str:
         """Identity of a run: settings, training pairs, initial tables and the features c_i
         (re-extracted features must not resume a model trained on the old ones)."""
         settings = dataclasses.asdict(self.config)
-        for name in _RUN_LENGTH_FIELDS:
+        for name in _NOT_IDENTITY_FIELDS:
             settings.pop(name)
         digest = hashlib.sha256(repr(sorted(settings.items())).encode())
         digest.update(f"{self.n_users},{self.n_items},{self.adversary!r}".encode())
@@ -356,19 +381,61 @@ class BPRTrainer:
         for value in self.state().values():
             digest.update(zlib.crc32(value.tobytes()).to_bytes(4, "little"))
         if self.config.uses_features:
-            matrix = np.ascontiguousarray(features, np.float32)
-            digest.update(f"{matrix.shape}".encode())
-            digest.update(zlib.crc32(memoryview(matrix).cast("B")).to_bytes(4, "little"))
+            digest.update(f"{tuple(int(n) for n in features.shape)}".encode())
+            digest.update(_feature_crc(features).to_bytes(4, "little"))
         return digest.hexdigest()
 
     # ----------------------------------------------------------------- maths
     def _batch_items(self, positives, negatives):
-        """Distinct items of a batch, each occurrence's slot among them, and their raw
-        features (gathered rows only; never the whole matrix)."""
-        item_rows, item_slot = tf.unique(tf.concat([positives, negatives], 0))
+        """Distinct items of one batch (in order of first occurrence, as ``tf.unique``), each
+        occurrence's slot among them, and their raw features (those rows only)."""
+        slots, distinct = pd.factorize(np.concatenate([positives, negatives]).astype(np.int32))
+        rows = tf.constant(distinct, tf.int32)
+        return rows, tf.constant(slots, tf.int32), tf.constant(self._feature_rows(distinct))
+
+    def _feature_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Raw features of ``rows`` gathered on the host (``(0, 0)`` without features)."""
         if self.features is None:
-            return item_rows, item_slot, tf.zeros([0, 0])
-        return item_rows, item_slot, tf.gather(self.features, item_rows)
+            return np.zeros((0, 0), np.float32)
+        return take_rows(self.features, rows)
+
+    def _group_inputs(self, users, positives, negatives, first: int, last: int,
+                      buffer: np.ndarray | None):
+        """Host side of batches ``first..last-1`` of an epoch: their pairs, each batch's
+        distinct items and occurrence slots, and (``feature_gather: host``) the features of
+        those items, gathered into ``buffer`` and handed to TensorFlow without a copy, as
+        tensors for :meth:`_group_graph`."""
+        size = self.config.batch_size
+        low, high = first * size, min(last * size, len(users))
+        positive_slots, negative_slots, distinct, offsets = [], [], [], [0]
+        for start in range(low, high, size):
+            stop = min(start + size, high)
+            slots, rows = pd.factorize(
+                np.concatenate([positives[start:stop], negatives[start:stop]]))
+            positive_slots.append(slots[: stop - start])
+            negative_slots.append(slots[stop - start :])
+            distinct.append(rows)
+            offsets.append(offsets[-1] + len(rows))
+        distinct = np.concatenate(distinct)
+        rows = tf.zeros([0, 0])
+        if buffer is not None:
+            gathered = take_rows(self.features, distinct, out=buffer[: len(distinct)])
+            rows = tf.experimental.dlpack.from_dlpack(gathered.__dlpack__())
+        return (tf.constant(users[low:high], tf.int32),
+                tf.constant(np.concatenate(positive_slots), tf.int32),
+                tf.constant(np.concatenate(negative_slots), tf.int32),
+                tf.constant(offsets, tf.int32), tf.constant(distinct, tf.int32), rows)
+
+    def _row_buffers(self) -> list[np.ndarray | None]:
+        """Two host buffers for the feature rows of one group each (the group training and
+        the one being gathered), 64-byte aligned so TensorFlow reads them in place."""
+        if self.features is None or self._feature_tensor is not None:
+            return [None, None]
+        if self._buffers is None:
+            per_batch = min(2 * self.config.batch_size, self.n_items)
+            shape = (self.config.feature_chunk_batches * per_batch, self.features.shape[1])
+            self._buffers = [_aligned_empty(shape), _aligned_empty(shape)]
+        return self._buffers
 
     def _gradients(self, users, items, seed):
         """Objective of eq. 7 on one batch and its gradients at the distinct rows touched."""
@@ -433,50 +500,63 @@ class BPRTrainer:
             )
         return loss
 
-    def _epoch_graph(self, users, positives, negatives, seed):
+    def _group_graph(self, users, positive_slots, negative_slots, offsets, distinct, rows,
+                     seed, first_batch, total):
+        """Train consecutive batches (one :meth:`_group_inputs`); batch ``b`` of the group
+        touches items ``distinct[offsets[b]:offsets[b + 1]]``, whose features are the same
+        slice of ``rows`` (host) or gathered here from the matrix (graph)."""
         size = self.config.batch_size
         count = tf.shape(users)[0]
-        batches = (count + size - 1) // size
 
-        def items_of(batch):
+        def body(batch, total):
             start = batch * size
             stop = tf.minimum(start + size, count)
-            return self._batch_items(positives[start:stop], negatives[start:stop])
+            item_rows = distinct[offsets[batch] : offsets[batch + 1]]
+            if self.features is None:
+                c_rows = tf.zeros([0, 0])
+            elif self._feature_tensor is not None:
+                c_rows = tf.gather(self._feature_tensor, item_rows)
+            else:
+                c_rows = rows[offsets[batch] : offsets[batch + 1]]
+            item_slot = tf.concat([positive_slots[start:stop], negative_slots[start:stop]], 0)
+            pair_seed = tf.stack([seed, tf.cast(first_batch + batch, tf.int64)])
+            loss = self._step(users[start:stop], (item_rows, item_slot, c_rows), pair_seed)
+            return batch + 1, total + loss
 
-        def body(batch, total, *items):
-            upcoming = items_of(batch + 1)  # independent of the step: gathered while it runs
-            start = batch * size
-            pair_seed = tf.stack([seed, tf.cast(batch, tf.int64)])
-            loss = self._step(users[start : tf.minimum(start + size, count)], items, pair_seed)
-            return (batch + 1, total + loss, *upcoming)
-
-        first = items_of(tf.constant(0))
-        _, total, *_ = tf.while_loop(
-            lambda batch, total, *items: batch < batches,
-            body,
-            [tf.constant(0), tf.constant(0.0), *first],
-            shape_invariants=[tf.TensorShape([]), tf.TensorShape([]), tf.TensorShape([None]),
-                              tf.TensorShape([None]), tf.TensorShape([None, None])],
-            parallel_iterations=1,
-        )
+        _, total = tf.while_loop(lambda batch, total: batch < tf.shape(offsets)[0] - 1, body,
+                                 [tf.constant(0), total], parallel_iterations=1)
         return total
 
     # ----------------------------------------------------------------- public
     def run_epoch(self, epoch: int) -> float:
-        """Train one epoch (1-based); returns the mean per-pair loss ``L_BPR + λ L'_BPR``."""
+        """Train one epoch (1-based); returns the mean per-pair loss ``L_BPR + λ L'_BPR``.
+        Each group of ``feature_chunk_batches`` batches is prepared on a thread while the
+        group before it trains."""
         users, positives, negatives = self.sampler.epoch(self.config.seed, epoch)
-        total = self._epoch_fn(
-            tf.constant(users, tf.int32),
-            tf.constant(positives, tf.int32),
-            tf.constant(negatives, tf.int32),
-            tf.constant(self.config.seed * 1_000_003 + epoch, tf.int64),
-        )
+        batches = -(-len(users) // self.config.batch_size)
+        step = self.config.feature_chunk_batches
+        groups = [(first, min(first + step, batches)) for first in range(0, batches, step)]
+        buffers = self._row_buffers()
+        seed = tf.constant(self.config.seed * 1_000_003 + epoch, tf.int64)
+        total = np.float32(0.0)
+
+        def prepare(index):
+            return pool.submit(self._group_inputs, users, positives, negatives, *groups[index],
+                               buffers[index % 2])
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-rows") as pool:
+            upcoming = prepare(0)
+            for index, (first, _) in enumerate(groups):
+                inputs = upcoming.result()
+                if index + 1 < len(groups):  # its buffer's group finished training
+                    upcoming = prepare(index + 1)
+                total = self._group_fn(*inputs, seed, tf.constant(first, tf.int32),
+                                       total).numpy()
         return float(total) / max(len(users), 1)
 
     def batch_gradients(self, users, positives, negatives, seed=(0, 0)) -> dict[str, np.ndarray]:
         """Dense gradients of one batch's objective (eq. 7) w.r.t. every table, and its loss."""
-        positives, negatives = tf.constant(positives, tf.int32), tf.constant(negatives, tf.int32)
-        items = self._batch_items(positives, negatives)
+        items = self._batch_items(np.asarray(positives), np.asarray(negatives))
         loss, user_rows, g_users, item_rows, g_items, g_projection = self._gradients(
             tf.constant(users, tf.int32), items, tf.constant(seed, tf.int64)
         )
@@ -492,9 +572,8 @@ class BPRTrainer:
         """``(items, Δ)``: the adversary's Δ for the batch's distinct items (eqs. 11-12)."""
         if self.adversary is None:
             raise ConfigurationError("no adversary configured: set adversary for this model")
-        item_rows, item_slot, c_rows = self._batch_items(
-            tf.constant(positives, tf.int32), tf.constant(negatives, tf.int32)
-        )
+        item_rows, item_slot, c_rows = self._batch_items(np.asarray(positives),
+                                                         np.asarray(negatives))
         p = tf.gather(self.user_factors, tf.constant(users, tf.int32))
         q_rows = tf.gather(self.item_factors, item_rows) if self.config.uses_item_factors else None
         _, _, margins = self._margins(p, q_rows, c_rows, item_slot)
@@ -635,6 +714,24 @@ def _item_vectors(q_rows, c_rows, projection, scale):
         return q_rows
     projected = tf.matmul(c_rows, projection, transpose_b=True) * (1.0 / scale)
     return projected if q_rows is None else q_rows + projected
+
+
+def _feature_crc(features) -> int:
+    """CRC-32 of the float32 feature matrix, streamed over row chunks (equal to the CRC of
+    the whole buffer, without ever holding it)."""
+    crc = 0
+    for start in range(0, len(features), _CRC_ROWS):
+        block = np.ascontiguousarray(features[start : start + _CRC_ROWS], np.float32)
+        crc = zlib.crc32(memoryview(block).cast("B"), crc)
+    return crc
+
+
+def _aligned_empty(shape, alignment: int = 64) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on an ``alignment``-byte boundary."""
+    size = int(np.prod(shape)) * 4
+    raw = np.empty(size + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start : start + size].view(np.float32).reshape(shape)
 
 
 def _adagrad_rows(table, accumulator, rows, grad, rate):

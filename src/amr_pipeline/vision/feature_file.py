@@ -50,19 +50,23 @@ class MappedFeatures:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def take(self, rows) -> np.ndarray:
-        """Rows ``rows`` (int64 indices, any order, repeats allowed) as a float32 array."""
+    def take(self, rows, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``rows`` (int64 indices, any order, repeats allowed) as a float32 array,
+        written into ``out`` (``(len(rows), D)`` float32) when given."""
         rows = np.asarray(rows, np.int64).reshape(-1)
         if len(rows) and (rows.min() < -len(self) or rows.max() >= len(self)):
             raise IndexError(f"row index out of range for {len(self)} feature rows")
         rows = np.where(rows < 0, rows + len(self), rows)
-        out = np.empty((len(rows), self.dimension), np.float32)
+        out = np.empty((len(rows), self.dimension), np.float32) if out is None else out
         if len(self._batches) == 1 and self.storage == "float32":
-            return np.take(self._batches[0], rows, axis=0, out=out)
+            return np.take(self._batches[0], rows, axis=0, out=out, mode="clip")
         batch_of = np.searchsorted(self._offsets, rows, side="right") - 1
-        for batch in np.unique(batch_of):
-            selected = batch_of == batch
-            out[selected] = self._batches[batch][rows[selected] - self._offsets[batch]]
+        order = np.argsort(batch_of, kind="stable")
+        bounds = np.searchsorted(batch_of[order], np.arange(len(self._batches) + 1))
+        for batch, (low, high) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if high > low:
+                selected = order[low:high]
+                out[selected] = self._batches[batch][rows[selected] - self._offsets[batch]]
         return out
 
     def __getitem__(self, key) -> np.ndarray:
@@ -72,7 +76,7 @@ class MappedFeatures:
         if isinstance(key, (int, np.integer)):
             return self.take([key])[0]
         if isinstance(key, slice):
-            return self.take(np.arange(len(self))[key])
+            return self.take(np.arange(*key.indices(len(self))))
         key = np.asarray(key)
         if key.dtype == bool:
             if key.shape != (len(self),):
@@ -205,17 +209,34 @@ class ItemRows:
     def __len__(self) -> int:
         return self.n_items
 
-    def take(self, items) -> np.ndarray:
+    def take(self, items, out: np.ndarray | None = None) -> np.ndarray:
+        """Feature rows of ``items`` (zeros for items without one), into ``out`` if given."""
         items = np.asarray(items, np.int64).reshape(-1)
         rows = self._row[items]
-        out = np.zeros((len(items), self.dimension), np.float32)
+        out = np.empty((len(items), self.dimension), np.float32) if out is None else out
         found = rows >= 0
+        if found.all():
+            return take_rows(self._source, rows, out)
+        out[~found] = 0.0
         if found.any():
-            source = self._source
-            gathered = (source.take(rows[found]) if hasattr(source, "take") and
-                        not isinstance(source, np.ndarray) else np.asarray(source)[rows[found]])
-            out[found] = gathered
+            out[found] = take_rows(self._source, rows[found])
         return out
 
     __getitem__ = MappedFeatures.__getitem__
     __array__ = MappedFeatures.__array__
+
+
+def take_rows(source, rows, out: np.ndarray | None = None) -> np.ndarray:
+    """``source[rows]`` as float32 (into ``out`` if given) for a NumPy matrix or anything with
+    ``take(rows, out=...)`` (:class:`MappedFeatures`, :class:`ItemRows`)."""
+    if not isinstance(source, np.ndarray):
+        return source.take(rows, out=out)
+    if out is None or source.dtype != np.float32:
+        gathered = np.take(source, rows, axis=0).astype(np.float32, copy=False)
+        if out is None:
+            return gathered
+        out[...] = gathered
+        return out
+    if len(rows) and (np.min(rows) < 0 or np.max(rows) >= len(source)):
+        raise IndexError(f"row index out of range for {len(source)} feature rows")
+    return np.take(source, rows, axis=0, out=out, mode="clip")

@@ -11,21 +11,19 @@ from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys import eals
 from amr_pipeline.recsys.models import FactorModel, popularity_model
 from amr_pipeline.recsys.train import train_bpr
+from amr_pipeline.vision.feature_file import ItemRows
 
 logger = logging.getLogger(__name__)
 
 
-def feature_matrix(item_features, items: pd.DataFrame) -> np.ndarray:
-    """The (n_items, D) feature matrix in ``item_id`` order; items without a row get zeros."""
-    n_items = len(items)
-    matrix = np.zeros((n_items, item_features.features.shape[1]), np.float32)
-    ids = np.asarray(item_features.item_ids, np.int64)
-    inside = (ids >= 0) & (ids < n_items)
-    matrix[ids[inside]] = item_features.features[inside]
-    missing = n_items - len(np.unique(ids[inside]))
-    if missing:
-        logger.warning("%d items have no image feature row and score with zeros.", missing)
-    return matrix
+def feature_matrix(item_features, items: pd.DataFrame) -> ItemRows:
+    """The (n_items, D) features c_i in ``item_id`` order, items without a row as zeros,
+    addressed in place (a memory-mapped ``.arrow`` file stays on disk): consumers gather the
+    rows they need (:class:`~amr_pipeline.vision.feature_file.ItemRows`)."""
+    rows = ItemRows(item_features.item_ids, item_features.features, len(items))
+    if rows.missing:
+        logger.warning("%d items have no image feature row and score with zeros.", rows.missing)
+    return rows
 
 
 TUNED_MODELS = ("mf_bpr", "duif", "vbpr", "amr", "mf_eals")
