@@ -177,10 +177,12 @@ def test_stored_factors_reproduce_the_stored_ranks_without_tensorflow(project):
     model = FactorModel.from_frames(*(pd.read_parquet(models / f"{table}.parquet") for table in
                                       ("user_factors", "item_factors", "feature_projection")))
     from amr_pipeline.datasets.features import FeatureMatrixDataset
+    from amr_pipeline.vision.feature_file import MappedFeatures
 
-    rows = FeatureMatrixDataset(str(project / "data/04_feature/demo/item_features.parquet")).load()
+    rows = FeatureMatrixDataset(str(project / "data/04_feature/demo/item_features.arrow")).load()
+    assert isinstance(rows.features, MappedFeatures)  # the catalog maps the file
     features = np.zeros((len(model.item_factors), rows.features.shape[1]), np.float32)
-    features[rows.item_ids] = rows.features
+    features[rows.item_ids] = np.asarray(rows.features)
     candidates = pd.read_parquet(project / "data/05_model_input/demo/test_candidates.parquet")
     stored = pd.read_parquet(project / "data/07_model_output/demo/amr_ranks.parquet")
     scores = model.score(candidates.user_id.to_numpy(), candidates.item_id.to_numpy(), features)

@@ -46,6 +46,26 @@ def test_mapped_features_gather_only_the_rows_asked_for(tmp_path, matrix):
         features.take([70])
 
 
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_sorted_and_scattered_gathers_into_a_buffer_agree_with_the_matrix(tmp_path, matrix,
+                                                                          storage):
+    """Runs of rows from one record batch are copied straight into ``out``; scattered rows
+    take the general path; both give the matrix's rows."""
+    dataset = FeatureMatrixDataset(str(tmp_path / "f.arrow"), storage=storage, rows_per_batch=8)
+    dataset.save(matrix)
+    features = dataset.load().features
+    expected = matrix.features.astype(storage).astype(np.float32)
+    rng = np.random.default_rng(0)
+    sorted_runs = np.r_[np.sort(rng.choice(70, 30, replace=False)), np.arange(3, 40, 2)]
+    scattered = rng.integers(70, size=200)
+    for rows in (sorted_runs, scattered):
+        out = np.full((len(rows) + 5, 9), np.nan, np.float32)
+        gathered = features.take(rows, out=out[: len(rows)])
+        assert np.shares_memory(gathered, out)
+        np.testing.assert_array_equal(out[: len(rows)], expected[rows])
+        assert np.isnan(out[len(rows):]).all()
+
+
 def test_chunks_stream_into_one_file_and_float16_halves_it(tmp_path, matrix):
     chunks = (ItemFeatures(matrix.item_ids[s:s + 25], matrix.features[s:s + 25])
               for s in range(0, 70, 25))

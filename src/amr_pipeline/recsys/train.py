@@ -387,9 +387,9 @@ class BPRTrainer:
 
     # ----------------------------------------------------------------- maths
     def _batch_items(self, positives, negatives):
-        """Distinct items of one batch (in order of first occurrence, as ``tf.unique``), each
-        occurrence's slot among them, and their raw features (those rows only)."""
-        slots, distinct = pd.factorize(np.concatenate([positives, negatives]).astype(np.int32))
+        """Distinct items of one batch (ascending), each occurrence's slot among them, and
+        their raw features (those rows only)."""
+        distinct, slots = _distinct_items(positives, negatives)
         rows = tf.constant(distinct, tf.int32)
         return rows, tf.constant(slots, tf.int32), tf.constant(self._feature_rows(distinct))
 
@@ -410,8 +410,7 @@ class BPRTrainer:
         positive_slots, negative_slots, distinct, offsets = [], [], [], [0]
         for start in range(low, high, size):
             stop = min(start + size, high)
-            slots, rows = pd.factorize(
-                np.concatenate([positives[start:stop], negatives[start:stop]]))
+            rows, slots = _distinct_items(positives[start:stop], negatives[start:stop])
             positive_slots.append(slots[: stop - start])
             negative_slots.append(slots[stop - start :])
             distinct.append(rows)
@@ -588,7 +587,7 @@ def train_bpr(
     n_items: int,
     *,
     params: dict | TrainConfig | None = None,
-    features: np.ndarray | None = None,
+    features=None,
     initial: FactorModel | None = None,
     validation_candidates: pd.DataFrame | None = None,
     adversary: Adversary | None = None,
@@ -601,7 +600,9 @@ def train_bpr(
     without them). Epoch 0 (the initial tables) is evaluated too, so a start that training
     only makes worse is kept. Every ``eval_every`` epochs a history row (``HISTORY_COLUMNS``)
     is recorded and passed to ``on_epoch_end(epoch, record)``; every ``checkpoint_every``
-    epochs all state is saved to ``checkpoint``, from which a restarted call resumes."""
+    epochs all state is saved to ``checkpoint``, from which a restarted call resumes.
+    ``features`` (visual models): the raw c_i, a NumPy matrix or rows read on demand
+    (:class:`~amr_pipeline.vision.feature_file.ItemRows` over a memory-mapped file)."""
     config = TrainConfig.from_params(params)
     trainer = BPRTrainer(config, train, n_users, n_items, features, initial, adversary)
     return fit(trainer, features=features, validation_candidates=validation_candidates,
@@ -611,7 +612,7 @@ def train_bpr(
 def fit(
     trainer: BPRTrainer,
     *,
-    features: np.ndarray | None = None,
+    features=None,
     validation_candidates: pd.DataFrame | tuple | None = None,
     checkpoint: CheckpointStore | str | os.PathLike | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
@@ -724,6 +725,12 @@ def _feature_crc(features) -> int:
         block = np.ascontiguousarray(features[start : start + _CRC_ROWS], np.float32)
         crc = zlib.crc32(memoryview(block).cast("B"), crc)
     return crc
+
+
+def _distinct_items(positives, negatives) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's distinct items in ascending order (so a batch's feature rows are read in file
+    order) and each occurrence's slot among them, positives then negatives."""
+    return np.unique(np.concatenate([positives, negatives]), return_inverse=True)
 
 
 def _aligned_empty(shape, alignment: int = 64) -> np.ndarray:

@@ -61,6 +61,17 @@ class MappedFeatures:
         if len(self._batches) == 1 and self.storage == "float32":
             return np.take(self._batches[0], rows, axis=0, out=out, mode="clip")
         batch_of = np.searchsorted(self._offsets, rows, side="right") - 1
+        runs = np.r_[0, np.flatnonzero(np.diff(batch_of)) + 1, len(rows)]
+        if len(runs) - 1 <= max(len(self._batches), len(rows) // 32):
+            # rows in runs from one record batch (e.g. sorted): copied straight into `out`
+            for low, high in zip(runs[:-1], runs[1:]):
+                batch = batch_of[low]
+                local = rows[low:high] - self._offsets[batch]
+                if self.storage == "float32":
+                    np.take(self._batches[batch], local, axis=0, out=out[low:high], mode="clip")
+                else:
+                    out[low:high] = self._batches[batch][local]
+            return out
         order = np.argsort(batch_of, kind="stable")
         bounds = np.searchsorted(batch_of[order], np.arange(len(self._batches) + 1))
         for batch, (low, high) in enumerate(zip(bounds[:-1], bounds[1:])):
