@@ -391,13 +391,9 @@ class BPRTrainer:
         their raw features (those rows only)."""
         distinct, slots = _distinct_items(positives, negatives)
         rows = tf.constant(distinct, tf.int32)
-        return rows, tf.constant(slots, tf.int32), tf.constant(self._feature_rows(distinct))
-
-    def _feature_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Raw features of ``rows`` gathered on the host (``(0, 0)`` without features)."""
         if self.features is None:
-            return np.zeros((0, 0), np.float32)
-        return take_rows(self.features, rows)
+            return rows, tf.constant(slots, tf.int32), tf.zeros([0, 0])
+        return rows, tf.constant(slots, tf.int32), tf.constant(take_rows(self.features, distinct))
 
     def _group_inputs(self, users, positives, negatives, first: int, last: int,
                       buffer: np.ndarray | None):

@@ -58,8 +58,6 @@ class MappedFeatures:
             raise IndexError(f"row index out of range for {len(self)} feature rows")
         rows = np.where(rows < 0, rows + len(self), rows)
         out = np.empty((len(rows), self.dimension), np.float32) if out is None else out
-        if len(self._batches) == 1 and self.storage == "float32":
-            return np.take(self._batches[0], rows, axis=0, out=out, mode="clip")
         batch_of = np.searchsorted(self._offsets, rows, side="right") - 1
         runs = np.r_[0, np.flatnonzero(np.diff(batch_of)) + 1, len(rows)]
         if len(runs) - 1 <= max(len(self._batches), len(rows) // 32):
