@@ -492,3 +492,46 @@ def test_int8_with_7_and_8_bit_weights_both_keep_the_cosine_bound(mixed_folder, 
 def test_invalid_overflow_fix_raises_configuration_error(folder):
     with pytest.raises(ConfigurationError, match="int8_overflow_fix"):
         _int8(_items(1), folder, int8_overflow_fix="on")
+
+
+def _tiny_openvino_model():
+    """A one-convolution network: enough for NNCF to quantise, in a fraction of a second."""
+    import tensorflow as tf
+
+    kernel = tf.constant(np.random.default_rng(0).normal(size=(3, 3, 3, 4)), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])
+    def forward(images):
+        return tf.reduce_mean(tf.nn.relu(tf.nn.conv2d(images, kernel, 1, "SAME")), [1, 2])
+
+    return quantization.openvino_model(forward)
+
+
+def test_quantising_twice_keeps_warnings_reaching_handlers_shared_with_nncf():
+    """Quiet NNCF by its logger's level alone: a handler attached to both the root logger and
+    NNCF's non-propagating logger (as pytest's log capture does) keeps its level, and WARNING
+    records from the project still reach it after two quantisations in one process."""
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    shared = Keep(level=logging.NOTSET)
+    nncf_logger, root = logging.getLogger("nncf"), logging.getLogger()
+    level_before = nncf_logger.level
+    nncf_logger.addHandler(shared)
+    root.addHandler(shared)
+    try:
+        calibration = np.random.default_rng(1).uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+        for _ in range(2):
+            quantization.quantize(_tiny_openvino_model(), calibration)
+        assert shared.level == logging.NOTSET
+        assert nncf_logger.level == level_before, "NNCF's level is restored after the block"
+        logging.getLogger("amr_pipeline.vision.resnet").warning("still heard")
+    finally:
+        nncf_logger.removeHandler(shared)
+        root.removeHandler(shared)
+    assert any(record.getMessage() == "still heard" for record in records)

@@ -9,10 +9,12 @@ feature is kept, :func:`cosine_per_item` checks int8 against float32 on other it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from amr_pipeline.errors import ConfigurationError
 
 __all__ = ["INFERENCE_PRECISIONS", "OVERFLOW_FIXES", "OpenVinoFeatures", "cosine_per_item",
            "has_vnni", "load_model", "model_identity", "native_bf16", "openvino_model",
-           "precision_name", "quantize", "resolve_overflow_fix", "save_model"]
+           "logger_level", "precision_name", "quantize", "resolve_overflow_fix", "save_model"]
 
 
 def openvino_model(forward) -> ov.Model:
@@ -136,17 +138,35 @@ def quantize(model: ov.Model, calibration_images: np.ndarray,
 
     fix = OverflowFix.ENABLE if resolve_overflow_fix(overflow_fix) == "enable" else (
         OverflowFix.DISABLE)
-    nncf.set_log_level(logging.ERROR)
     batches = [calibration_images[index:index + 1] for index in range(len(calibration_images))]
-    return nncf.quantize(
-        model,
-        nncf.Dataset(batches),
-        subset_size=len(batches),
-        advanced_parameters=AdvancedQuantizationParameters(
-            overflow_fix=fix,
-            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
-        ),
-    )
+    with logger_level("nncf", logging.ERROR):
+        return nncf.quantize(
+            model,
+            nncf.Dataset(batches),
+            subset_size=len(batches),
+            advanced_parameters=AdvancedQuantizationParameters(
+                overflow_fix=fix,
+                activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+            ),
+        )
+
+
+@contextlib.contextmanager
+def logger_level(name: str, level: int) -> Iterator[None]:
+    """Set the level of logger ``name`` for a block, then restore it.
+
+    Only the logger's own level changes: ``nncf.set_log_level`` also sets the level of every
+    handler attached to the logger, including handlers that belong to someone else (pytest's
+    log capture attaches to non-propagating loggers such as ``nncf``), and those handlers then
+    drop records from every logger they serve.
+    """
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def cosine_per_item(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
