@@ -23,7 +23,7 @@ def pinterest_folder(tmp_path):
         + bson.encode({"pin_id": "p2", "im_name": "y.jpg"})
     )
     (folder / "subset_iccv_board_cate.bson").write_bytes(
-        bson.encode({"board_id": "b1", "cate_id": 1})
+        bson.encode({"board_id": "b1", "cate_id": 2})
     )
     (folder / "categories.txt").write_text("art\nfood\n")
     return folder

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from amr_pipeline.demo.synthesize import (
+    CATEGORIES,
     COLOURS,
     PAPER_PINTEREST,
     DemoSettings,
@@ -14,7 +15,7 @@ from amr_pipeline.demo.synthesize import (
     simulation_statistics,
     synthesize,
 )
-from amr_pipeline.readers.pinterest import read_pinterest
+from amr_pipeline.readers.pinterest import read_bson_documents, read_pinterest
 
 COMMITTED_DEMO = Path(__file__).resolve().parents[2] / "data" / "01_raw" / "demo"
 SMALL = DemoSettings(n_boards=20, n_catalogue_images=200, image_size=16, seed=1)
@@ -114,6 +115,25 @@ def test_demo_reads_as_a_pinterest_dump_with_an_image_per_item(tiny_demo):
     assert items["item_raw_id"].is_unique
     assert all((tiny_demo / "images" / name).is_file() for name in items["image"])
     assert items["category"].notna().all()
+
+
+def test_board_categories_are_1_based_lines_of_categories_txt(tmp_path):
+    """An image only one board pins gets that board's favourite colour as its category, read
+    through cate_id as the 1-based line number of categories.txt (as in the real dump)."""
+    synthesize(tmp_path, SMALL)
+    simulation = simulate(SMALL)
+    cate_ids = [doc["cate_id"]
+                for doc in read_bson_documents(tmp_path / "subset_iccv_board_cate.bson")]
+    assert min(cate_ids) >= 1 and max(cate_ids) <= len(CATEGORIES)
+    board_index = {doc["board_id"]: board for board, doc in
+                   enumerate(read_bson_documents(tmp_path / "subset_iccv_board_pins.bson"))}
+    interactions, items = read_pinterest(tmp_path)
+    category = items.set_index("item_raw_id")["category"]
+    boards = interactions.groupby("item_raw_id")["user_raw_id"].unique()
+    pinned_once = [(item, board[0]) for item, board in boards.items() if len(board) == 1]
+    assert len(pinned_once) > 10
+    for item, board in pinned_once:
+        assert category[item] == CATEGORIES[simulation.board_category[board_index[board]]]
 
 
 def test_committed_demo_matches_the_generator():

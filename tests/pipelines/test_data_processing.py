@@ -69,11 +69,15 @@ def test_demo_has_about_half_cold_test_items(outputs):
     assert 0.3 < share < 0.7
 
 
+def test_ingest_counts_unknown_pins_for_mlflow(outputs):
+    assert outputs["data_processing.metrics"] == {"unknown_pins": {"value": 0.0, "step": 0}}
+
+
 def test_filter_node_reads_thresholds_from_parameters(tiny_demo):
     raw = PinterestDumpDataset(path=str(tiny_demo)).load()
     strict = dict(PARAMETERS, min_user_interactions=6)
     images = ImageFolderDataset(path=str(tiny_demo / "images")).load()
-    interactions, users, _ = nodes.filter_and_index(*nodes.ingest(raw), images, strict)
+    interactions, users, _ = nodes.filter_and_index(*nodes.ingest(raw)[:2], images, strict)
     assert interactions.groupby("user_id").size().min() >= 6
     assert len(users) < 500
     assert isinstance(interactions, pd.DataFrame)
@@ -99,7 +103,7 @@ def test_missing_and_unreadable_images_are_reported_in_one_error(demo_missing_im
     raw = PinterestDumpDataset(path=str(folder)).load()
     images = ImageFolderDataset(path=str(folder / "images")).load()
     with pytest.raises(RawDataError) as error:
-        nodes.filter_and_index(*nodes.ingest(raw), images, dict(PARAMETERS))
+        nodes.filter_and_index(*nodes.ingest(raw)[:2], images, dict(PARAMETERS))
     message = str(error.value)
     assert all(name in message for name in broken)
     assert "missing file" in message and "unreadable image" in message
@@ -111,7 +115,7 @@ def test_on_missing_image_drop_leaves_those_items_out(demo_missing_images):
     raw = PinterestDumpDataset(path=str(folder)).load()
     images = ImageFolderDataset(path=str(folder / "images")).load()
     parameters = dict(PARAMETERS, on_missing_image="drop")
-    interactions, _, items = nodes.filter_and_index(*nodes.ingest(raw), images, parameters)
+    interactions, _, items = nodes.filter_and_index(*nodes.ingest(raw)[:2], images, parameters)
     assert not set(items["image"]) & broken
     assert interactions["item_id"].isin(items["item_id"]).all()
 
@@ -124,8 +128,9 @@ def _write_bson(path, documents):
     path.write_bytes(b"".join(bson.encode(document) for document in documents))
 
 
-def _pinterest_dump(folder, extra_names=(), boards=None):
-    """Six boards pinning three of six real images each, plus ``extra_names`` pinned by all."""
+def _pinterest_dump(folder, extra_names=(), boards=None, unknown_pins=()):
+    """Six boards pinning three of six real images each, plus ``extra_names`` pinned by all
+    and ``unknown_pins`` (pin ids with no image record) on board b0."""
     from PIL import Image
 
     images = folder / "images"
@@ -141,9 +146,10 @@ def _pinterest_dump(folder, extra_names=(), boards=None):
             pin_ids.append(f"p{len(pins)}")
             pins.append({"pin_id": pin_ids[-1], "im_name": name})
         board_docs.append({"board_id": f"b{board}", "pins": pin_ids})
+    board_docs[0]["pins"] += list(unknown_pins)
     _write_bson(folder / "subset_iccv_board_pins.bson", boards or board_docs)
     _write_bson(folder / "subset_iccv_pin_im.bson", pins)
-    _write_bson(folder / "subset_iccv_board_cate.bson", [])
+    _write_bson(folder / "subset_iccv_board_cate.bson", [{"board_id": "b0", "cate_id": 1}])
     (folder / "categories.txt").write_text("art\n")
     return images
 
@@ -209,9 +215,10 @@ def test_escaping_image_names_are_dropped_unopened(escaping_dump, caplog):
     dump, images, secret, names = escaping_dump
     raw = PinterestDumpDataset(path=str(dump)).load()
     parameters = dict(PARAMETERS, on_missing_image="drop")
+    raw_interactions, raw_items, _ = nodes.ingest(raw, parameters)
     with watch_opens() as opened:
         interactions, _, items = nodes.filter_and_index(
-            *nodes.ingest(raw, parameters), ImageFolderDataset(path=str(images)).load(), parameters)
+            raw_interactions, raw_items, ImageFolderDataset(path=str(images)).load(), parameters)
     assert opened_any(opened, secret, "/etc/passwd") == []
     assert sorted(items["image"]) == [f"img{index}.jpg" for index in range(6)]
     assert interactions["item_id"].isin(items["item_id"]).all()
@@ -276,7 +283,7 @@ def test_skip_leaves_malformed_records_out_and_logs_them(tmp_path, caplog):
                                   GOOD_RATINGS + ["u9,W1,five,1"])
     raw = AmazonDataset(reviews=str(ratings), meta=str(meta), category_path=WOMEN).load()
     assert len(raw.problems) == 2
-    interactions, items = nodes.ingest(raw, dict(PARAMETERS, on_malformed_record="skip"))
+    interactions, items, _ = nodes.ingest(raw, dict(PARAMETERS, on_malformed_record="skip"))
     assert sorted(items["item_raw_id"]) == ["W0", "W1", "W2"]
     assert "u9" not in set(interactions["user_raw_id"])
     assert "meta_Clothing.json.gz, record 4:" in caplog.text
@@ -309,3 +316,83 @@ def test_unknown_malformed_policy_is_a_configuration_error(tiny_demo):
     raw = PinterestDumpDataset(path=str(tiny_demo)).load()
     with pytest.raises(ConfigurationError, match="on_malformed_record must be one of"):
         nodes.ingest(raw, dict(PARAMETERS, on_malformed_record="ignore"))
+
+
+def test_a_pins_element_that_is_not_an_id_fails_ingest_naming_the_board(tmp_path):
+    from amr_pipeline.errors import RawDataError
+
+    boards = [{"board_id": "b0", "pins": ["p0", "p1"]}, {"board_id": "b1", "pins": ["p2", 3.0]}]
+    images = _pinterest_dump(tmp_path / "dump", boards=boards)
+    output = tmp_path / "output"
+    catalog = _file_catalog(PinterestDumpDataset(path=str(tmp_path / "dump")),
+                            ImageFolderDataset(path=str(images)), output, dict(PARAMETERS))
+    with pytest.raises(RawDataError) as error:
+        _run_until_filter(catalog)
+    message = str(error.value)
+    assert ("subset_iccv_board_pins.bson, record 2: board 'b1': pins[1] has type float"
+            in message)
+    assert "on_malformed_record: skip" in message
+    assert not any(output.glob("*.parquet"))
+
+    raw = PinterestDumpDataset(path=str(tmp_path / "dump")).load()
+    interactions, _, _ = nodes.ingest(raw, dict(PARAMETERS, on_malformed_record="skip"))
+    assert set(interactions["user_raw_id"]) == {"b0"}
+
+
+def test_unknown_pins_are_dropped_counted_and_logged(tmp_path, caplog):
+    unknown = [f"gone{index}" for index in range(12)]
+    _pinterest_dump(tmp_path / "dump", unknown_pins=unknown)
+    raw = PinterestDumpDataset(path=str(tmp_path / "dump")).load()
+    interactions, _, metrics = nodes.ingest(raw, dict(PARAMETERS))
+    assert len(interactions) == 18
+    assert metrics == {"unknown_pins": {"value": 12.0, "step": 0}}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "12 of 30 pins (40%) have no image record in" in warnings[0]
+    assert f"first ids: {', '.join(unknown[:10])}." in warnings[0]
+
+
+def test_on_unknown_pin_fail_stops_ingest_and_nothing_is_written(tmp_path):
+    from amr_pipeline.errors import RawDataError
+
+    images = _pinterest_dump(tmp_path / "dump", unknown_pins=["gone"])
+    output = tmp_path / "output"
+    catalog = _file_catalog(PinterestDumpDataset(path=str(tmp_path / "dump")),
+                            ImageFolderDataset(path=str(images)), output,
+                            dict(PARAMETERS, on_unknown_pin="fail"))
+    with pytest.raises(RawDataError) as error:
+        _run_until_filter(catalog)
+    message = str(error.value)
+    assert "subset_iccv_board_pins.bson: 1 of 19 pins (5.26%) have no image record in " in message
+    assert "subset_iccv_pin_im.bson; first ids: gone." in message
+    assert "data_processing.on_unknown_pin: drop" in message
+    assert not any(output.glob("*.parquet"))
+
+
+def test_unknown_pin_policy_is_validated(tiny_demo):
+    from amr_pipeline.errors import ConfigurationError
+
+    raw = PinterestDumpDataset(path=str(tiny_demo)).load()
+    with pytest.raises(ConfigurationError, match="data_processing.on_unknown_pin must be one of"):
+        nodes.ingest(raw, dict(PARAMETERS, on_unknown_pin="ignore"))
+
+
+def test_the_unknown_pin_count_is_logged_to_mlflow(tmp_path):
+    """The project catalog sends the ingest metrics to MLflow as data_processing.*."""
+    from pathlib import Path
+
+    import mlflow
+    from kedro.config import OmegaConfigLoader
+
+    project = Path(__file__).resolve().parents[2]
+    conf = OmegaConfigLoader(str(project / "conf"), base_env="base", default_run_env="base")
+    catalog = DataCatalog.from_config(conf["catalog"])
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            catalog.save("data_processing.metrics", {"unknown_pins": {"value": 7.0, "step": 0}})
+        metrics = mlflow.MlflowClient().get_run(run.info.run_id).data.metrics
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert metrics == {"data_processing.unknown_pins": 7.0}

@@ -309,3 +309,117 @@ def test_the_cheap_record_check_never_passes_a_line_that_does_not_parse():
         value = ast.literal_eval(mutated)
         assert isinstance(value, dict) and str(value["asin"]).strip(), mutated
     assert passed > 100
+
+
+# ----------------------------------------------------------------------- quotes and empty files
+
+RATINGS_360 = [f"u{row},W{row % 3 + 1},{row % 5 + 1}.0,{1300000000 + row}" for row in range(360)]
+
+
+def _ratings(tmp_path, line, text):
+    """A 360-row 2014 ratings CSV whose 1-based ``line`` is replaced by ``text``."""
+    rows = list(RATINGS_360)
+    rows[line - 1] = text
+    return write_lines(tmp_path / "ratings_Clothing.csv", rows)
+
+
+@pytest.mark.parametrize("on_malformed", ["fail", "skip", "report"])
+def test_an_unterminated_quote_fails_naming_its_line_whatever_the_policy(tmp_path, on_malformed):
+    """One open quote would swallow the 354 lines after it: the read stops at the quote's line,
+    instead of reporting one malformed row (skip) or a column count on the last line (fail)."""
+    path = _ratings(tmp_path, 6, 'u5,"W3,1.0,1300000005')
+    with pytest.raises(RawDataError) as raised:
+        read_amazon_reviews(path, on_malformed=on_malformed)
+    message = str(raised.value)
+    assert message.startswith(f"{path}, record 6: unterminated quote")
+    assert "opened on line 6" in message and "lines 6 to 360" in message
+    assert "u5,\"W3,1.0,1300000005" in message and "close or remove the quote on line 6" in message
+    assert "columns" not in message and "record 360" not in message
+
+
+def test_an_unterminated_quote_fails_the_raw_dataset_load(tmp_path):
+    """The catalog's AmazonDataset reports malformed records for ingest to settle; an open
+    quote is not one of them: the load itself fails, so skip cannot hide the lost lines."""
+    from kedro.io import DatasetError
+
+    from amr_pipeline.datasets.raw import AmazonDataset
+
+    meta = write_lines(tmp_path / "meta_Clothing.json.gz", [repr(m) for m in META_2014])
+    ratings = _ratings(tmp_path, 6, 'u5,W1,"5.0,1300000005')
+    with pytest.raises(DatasetError) as raised:
+        AmazonDataset(reviews=str(ratings), meta=str(meta)).load()
+    assert isinstance(raised.value.__cause__, RawDataError)
+    assert "ratings_Clothing.csv, record 6: unterminated quote" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "text", "span"),
+    [(360, 'u9,"W1,5.0,1300000359', "it runs to the end of the file"),
+     (6, 'u5,"W1,5.0,1300000005', "lines 6 to 9"),
+     (359, '"u8,W1,5.0,1300000358', "lines 359 to 360")],
+    ids=["last-line", "closed-lines-later", "second-to-last"],
+)
+def test_an_unterminated_quote_is_named_where_it_opens(tmp_path, line, text, span):
+    path = _ratings(tmp_path, line, text)
+    if span == "lines 6 to 9":
+        rows = path.read_text().splitlines()
+        rows[8] = 'u8,W1",5.0,1300000008'
+        write_lines(path, rows)
+    with pytest.raises(RawDataError) as raised:
+        read_amazon_reviews(path, on_malformed="skip")
+    message = str(raised.value)
+    assert f"record {line}: unterminated quote" in message and span in message
+
+
+def test_skip_drops_exactly_the_line_with_a_wrong_column_count(tmp_path, caplog):
+    path = _ratings(tmp_path, 6, "u5,W3,1.0")
+    interactions = read_amazon_reviews(path, on_malformed="skip")
+    assert len(interactions) == 359
+    assert "u5" not in set(interactions["user_raw_id"])
+    assert interactions["user_raw_id"].tolist() == [f"u{row}" for row in range(360) if row != 5]
+    assert "1 malformed record(s)" in caplog.text
+    assert "ratings_Clothing.csv, record 6: expected 4 columns" in caplog.text
+
+
+def test_a_quote_closed_wrongly_within_its_line_is_one_malformed_record(tmp_path):
+    path = _ratings(tmp_path, 6, 'u5,"W3"x,1.0,1300000005')
+    with pytest.raises(RawDataError, match=r"ratings_Clothing\.csv, record 6: invalid quoting"):
+        read_amazon_reviews(path)
+    interactions = read_amazon_reviews(path, on_malformed="skip")
+    assert interactions["user_raw_id"].tolist() == [f"u{row}" for row in range(360) if row != 5]
+
+
+def test_quoted_fields_that_close_on_their_line_are_read(tmp_path):
+    path = write_lines(tmp_path / "ratings_Q.csv", ['"u1","W1","5.0","1300000000"', 'u2,"W,2",1,7'])
+    interactions = read_amazon_reviews(path)
+    assert interactions[["user_raw_id", "item_raw_id"]].values.tolist() == [["u1", "W1"],
+                                                                          ["u2", "W,2"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "detail"),
+    [("ratings_Clothing.csv", b"", "0 bytes"),
+     ("reviews_Clothing.json", b"", "0 bytes"),
+     ("reviews_Clothing.json.gz", b"", "0 bytes"),
+     ("reviews_Clothing.json.gz", gzip.compress(b""), "nothing once decompressed"),
+     ("ratings_Clothing.csv", b"\n\n  \n", "only blank lines")],
+    ids=["csv", "json", "json.gz", "gzip-of-nothing", "blank-lines"],
+)
+def test_an_empty_reviews_or_ratings_file_is_reported_as_empty(tmp_path, name, content, detail):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for on_malformed in ("fail", "skip"):
+        with pytest.raises(RawDataError) as raised:
+            read_amazon_reviews(path, on_malformed=on_malformed)
+        assert str(raised.value).startswith(f"{path}: the file is empty ({detail})")
+
+
+@pytest.mark.parametrize("name", ["meta_Clothing.json", "meta_Clothing.json.gz"])
+def test_an_empty_meta_file_is_reported_as_empty(tmp_path, files_2014, name):
+    reviews, _ = files_2014
+    meta = tmp_path / name
+    meta.write_bytes(b"")
+    with pytest.raises(RawDataError, match=rf"{name}: the file is empty \(0 bytes\)"):
+        read_amazon_meta(meta)
+    with pytest.raises(RawDataError, match=rf"{name}: the file is empty \(0 bytes\)"):
+        read_amazon(reviews, meta, on_malformed="skip")

@@ -535,3 +535,70 @@ def test_quantising_twice_keeps_warnings_reaching_handlers_shared_with_nncf():
         nncf_logger.removeHandler(shared)
         root.removeHandler(shared)
     assert any(record.getMessage() == "still heard" for record in records)
+
+
+# --------------------------------------------------------------- images over max_image_pixels
+
+
+@pytest.fixture(scope="module")
+def bomb_folder(tmp_path_factory, folder):
+    """item0.png and two highly compressible 5000 x 5000 images (25 megapixels, a few kB)."""
+    root = tmp_path_factory.mktemp("bombs")
+    (root / "item0.png").write_bytes((folder / "item0.png").read_bytes())
+    Image.new("L", (5000, 5000), 200).save(root / "bomb.png")
+    Image.new("L", (5000, 5000), 200).save(root / "bomb.jpg", quality=10)
+    return root
+
+
+@pytest.fixture
+def decoded_files(monkeypatch):
+    """Names of the files whose pixels Pillow decodes while the test runs."""
+    from PIL import ImageFile
+
+    names = []
+    original = ImageFile.ImageFile.load
+
+    def load(image):
+        names.append(str(getattr(image, "filename", "")).rsplit("/", 1)[-1])
+        return original(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return names
+
+
+def test_load_image_refuses_too_many_pixels_without_decoding_them(bomb_folder, decoded_files):
+    with pytest.raises(RawDataError) as raised:
+        resnet.load_image(bomb_folder / "bomb.jpg", SIZE, max_image_pixels=1_000_000)
+    message = str(raised.value)
+    assert isinstance(raised.value, resnet.TooManyPixelsError)
+    assert message.startswith(f"{bomb_folder / 'bomb.jpg'}: unreadable: too many pixels (5000 x "
+                              "5000 = 25,000,000 pixels, over max_image_pixels 1,000,000)")
+    assert "Fix: shrink or replace the image, or raise max_image_pixels" in message
+    assert decoded_files == []
+    assert resnet.load_image(bomb_folder / "bomb.png", SIZE).shape == (SIZE, SIZE, 3), \
+        "under Pillow's default limit 25 megapixels decode"
+    assert set(decoded_files) == {"bomb.png"}
+
+
+def test_extraction_reports_images_over_max_image_pixels_with_the_missing_ones(bomb_folder,
+                                                                              decoded_files):
+    items = pd.DataFrame({"item_id": [0, 1, 2, 3],
+                          "image": ["item0.png", "bomb.png", "gone.jpg", "bomb.jpg"]})
+    with pytest.raises(RawDataError) as raised:
+        _extract(items, bomb_folder, max_image_pixels=1_000_000)
+    message = str(raised.value)
+    assert message.startswith("3 of 4 item images are missing or unreadable")
+    assert ("item 1: bomb.png (unreadable: too many pixels (5000 x 5000 = 25,000,000 pixels, "
+            "over max_image_pixels 1,000,000), never decoded)") in message
+    assert "item 3: bomb.jpg (unreadable: too many pixels" in message
+    assert "shrink the images over max_image_pixels (or raise that limit)" in message
+    assert "on_missing_image: drop" in message
+    features, problems, _ = _extract(items, bomb_folder, max_image_pixels=1_000_000,
+                                     on_missing_image="drop")
+    assert features.item_ids.tolist() == [0]
+    assert problems["item_id"].tolist() == [1, 2, 3]
+    assert problems["reason"].str.contains("too many pixels").tolist() == [True, False, True]
+    assert "item0.png" in decoded_files
+    assert not {"bomb.png", "bomb.jpg"} & set(decoded_files)
+    with pytest.raises(ConfigurationError, match="max_image_pixels"):
+        _extract(items, bomb_folder, max_image_pixels=0)

@@ -320,7 +320,7 @@ def synthesize(output: Path, settings: DemoSettings = DemoSettings()) -> dict[st
         for board, pins in enumerate(pins_per_board)
     ]
     category_docs = [
-        {"board_id": board_ids[board], "cate_id": int(category)}
+        {"board_id": board_ids[board], "cate_id": int(category) + 1}  # 1-based line number
         for board, category in enumerate(simulation.board_category)
     ]
     _write_bson(output / "subset_iccv_board_pins.bson", board_docs)

@@ -82,16 +82,18 @@ class RawTables:
     """What a dataset reader returns; unpacks as ``interactions, items``.
 
     ``problems`` holds the malformed records that were left out (empty unless the reader was
-    asked to skip or report them instead of failing).
+    asked to skip or report them instead of failing). ``unknown_pins`` (Pinterest only, else
+    None) counts the pins that were dropped for having no image record.
     """
 
-    __slots__ = ("interactions", "items", "problems")
+    __slots__ = ("interactions", "items", "problems", "unknown_pins")
 
     def __init__(self, interactions: pd.DataFrame, items: pd.DataFrame,
-                 problems: MalformedRecords | None = None) -> None:
+                 problems: MalformedRecords | None = None, unknown_pins=None) -> None:
         self.interactions = interactions
         self.items = items
         self.problems = problems if problems is not None else MalformedRecords()
+        self.unknown_pins = unknown_pins
 
     def __iter__(self):
         return iter((self.interactions, self.items))

@@ -13,7 +13,9 @@ Every line is validated, also the meta lines a cheap category test would skip: a
 not one record (not JSON, not a Python literal dict, a missing or empty id, a rating that is not
 a number from 1 to 5, a timestamp that is not a non-negative integer) is gathered with its line
 number and settled by ``on_malformed`` (``fail``, ``skip`` or ``report``). Nothing in a line is
-ever executed: Python literals go through ``ast.literal_eval``.
+ever executed: Python literals go through ``ast.literal_eval``. A ratings CSV has one row per
+line: a quote left open at the end of a line would swallow the lines after it, so it stops the
+read naming that line, whatever ``on_malformed`` says. An empty file is reported as such.
 """
 
 from __future__ import annotations
@@ -108,17 +110,25 @@ def _parse_record(line: str, version: str, source, record: int) -> dict:
 
 
 def _iter_raw_lines(path: Path) -> Iterator[str]:
-    """Yield the lines of a (maybe gzipped) text file; a cut file raises RawDataError."""
+    """Yield the lines of a (maybe gzipped) text file; a cut file, or one without a single
+    non-blank line, raises RawDataError."""
     number = 0
+    blank = True
     with open_text(path) as stream:
         try:
             for number, line in enumerate(stream, start=1):
+                blank = blank and not line.strip()
                 yield line
         except (EOFError, OSError, UnicodeDecodeError) as exc:
             raise RawDataError(
                 f"{describe_location(path, number + 1)}: cannot read the file ({exc}); "
                 "it looks truncated or corrupt: re-download it."
             ) from exc
+    if blank:
+        detail = ("0 bytes" if path.stat().st_size == 0 else
+                  "only blank lines" if number else "nothing once decompressed")
+        raise RawDataError(f"{path}: the file is empty ({detail}); re-download it or fix the "
+                           "catalog path.")
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -241,8 +251,10 @@ def read_amazon_reviews(
     times: list[int | None] = []
     if _is_csv(path):
         user_col, item_col = (0, 1) if _csv_version(path, version) == "2014" else (1, 0)
-        for number, row in _iter_csv_rows(path):
+        for number, row, problem in _iter_csv_rows(path):
             try:
+                if problem is not None:
+                    raise malformed(path, number, problem)
                 if len(row) != 4:
                     raise malformed(
                         path, number,
@@ -283,21 +295,52 @@ def read_amazon_reviews(
     return make_interactions(users, item_ids, times)
 
 
-def _iter_csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, cells)`` of the non-empty rows of a CSV; bad quoting raises RawDataError."""
-    reader = csv.reader(_iter_raw_lines(path))
+def _iter_csv_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """``(line number, cells, None)`` of the non-empty rows of a CSV, one row per line, or
+    ``(line number, None, reason)`` for a line whose quoting is invalid within the line.
+
+    A quote still open at the end of its line raises RawDataError naming that line: the CSV
+    reader would otherwise take every line up to the next quote (or the end of the file) as
+    one row, and no later line could be trusted.
+    """
+    state = {"start": 1, "text": "", "ended": False}
+
+    def lines() -> Iterator[str]:
+        for number, line in enumerate(_iter_raw_lines(path), start=1):
+            if number == state["start"]:
+                state["text"] = line
+            yield line
+        state["ended"] = True
+
+    reader = csv.reader(lines(), strict=True)
     while True:
+        state["start"] = start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            raise RawDataError(
-                f"{describe_location(path, reader.line_num)}: not a CSV row ({error}); "
-                "the file looks corrupt: re-download it."
-            ) from None
+            if reader.line_num > start or state["ended"]:
+                raise _unterminated_quote(path, start, reader.line_num, state["text"]) from None
+            yield start, None, (f"invalid quoting ({error}); a quoted field must end with its "
+                                "quote, then a comma or the end of the line: fix or remove the "
+                                "line.")
+            continue
+        if reader.line_num > start:
+            raise _unterminated_quote(path, start, reader.line_num, state["text"])
         if row:
-            yield reader.line_num, row
+            yield start, row, None
+
+
+def _unterminated_quote(path: Path, start: int, end: int, text: str) -> RawDataError:
+    swallowed = (f"lines {start} to {end} would be read as one row" if end > start
+                 else "it runs to the end of the file")
+    return RawDataError(
+        f"{describe_location(path, start)}: unterminated quote: a '\"' opened on line {start} "
+        f"({text.rstrip()!r:.80}) is not closed on that line, so {swallowed}. This stops the "
+        "read whatever on_malformed_record says. Fix: close or remove the quote on line "
+        f"{start} (or remove the line), or re-download the file."
+    )
 
 
 def _image_url(record: dict):

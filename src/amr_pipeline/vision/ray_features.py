@@ -68,6 +68,7 @@ def prepare_network(
     validation_images: int = 32,
     min_cosine: float = 0.999,
     int8_overflow_fix: str = "auto",
+    max_image_pixels: int | None = None,
 ) -> dict:
     """Build, check and store the network the actors run; returns its description.
 
@@ -75,7 +76,8 @@ def prepare_network(
     ``seed`` from the items whose image file exists. The description (JSON-ready) holds
     ``tag`` (the precision part of the cache key), ``network`` and ``reference`` (stored
     OpenVINO models; ``reference`` only for int8), ``weights_id``, ``image_size``,
-    ``dimension``, ``description`` and ``check`` (the int8 check's figures).
+    ``dimension``, ``description`` and ``check`` (the int8 check's figures). Images over
+    ``max_image_pixels`` are never decoded, here or by :func:`extract_parts`.
     """
     from amr_pipeline.vision import quantization, resnet
 
@@ -101,7 +103,8 @@ def prepare_network(
                  and folder.stat(str(name)) is not None]
         stored = int8_path.is_file()
         count = int(validation_images) + (0 if stored else int(calibration_images))
-        decoded = resnet._decode_sample(folder, names, count, size, seed)
+        decoded = resnet._decode_sample(folder, names, count, size, seed,
+                                        resnet.check_max_image_pixels(max_image_pixels))
         split = 0 if stored else min(int(calibration_images), len(decoded))
         sample = {"calibration": decoded[:split], "validation": decoded[split:],
                   "model_path": int8_path, "min_cosine": float(min_cosine),
@@ -139,15 +142,17 @@ class Part:
     positions: np.ndarray
 
 
-def plan_parts(items: pd.DataFrame, images, network: dict, part_size: int
+def plan_parts(items: pd.DataFrame, images, network: dict, part_size: int,
+               max_image_pixels: int | None = None
                ) -> tuple[list[Part], list[str | None], dict[int, str]]:
     """Parts of ``part_size`` item ids, named ``<tag>-<px>px/items-<start>-<stop>-<hash>``.
 
     The hash covers the network and each item's id, file name, size and modification time,
-    so a part is reused only for the same images and network. Returns the parts, each item's
-    file name (None when absent) and ``{position: reason}`` for items without an image file.
+    and a ``max_image_pixels`` other than Pillow's default, so a part is reused only for the
+    same images, network and pixel limit. Returns the parts, each item's file name (None when
+    absent) and ``{position: reason}`` for items without an image file.
     """
-    from amr_pipeline.vision.resnet import ImageFolder
+    from amr_pipeline.vision.resnet import PILLOW_MAX_IMAGE_PIXELS, ImageFolder
 
     if int(part_size) < 1:
         raise ConfigurationError(f"features.ray.part_size must be a positive integer, got "
@@ -171,8 +176,10 @@ def plan_parts(items: pd.DataFrame, images, network: dict, part_size: int
     ranges = item_ids // size
     order = np.argsort(ranges, kind="stable")
     boundaries = np.flatnonzero(np.diff(ranges[order])) + 1
-    header = json.dumps({key: network[key] for key in ("tag", "weights_id", "image_size")},
-                        sort_keys=True)
+    described = {key: network[key] for key in ("tag", "weights_id", "image_size")}
+    if max_image_pixels is not None and int(max_image_pixels) != PILLOW_MAX_IMAGE_PIXELS:
+        described["max_image_pixels"] = int(max_image_pixels)
+    header = json.dumps(described, sort_keys=True)
     folder_name = f"{network['tag']}-{network['image_size']}px"
     parts = []
     for positions in np.split(order, boundaries):
@@ -206,17 +213,20 @@ def part_table(item_ids, features, problems, audit_cosine, dimension: int,
     return table.replace_schema_metadata({"amr_pipeline.part": json.dumps({"seconds": seconds})})
 
 
-def _decode_batch(batch: dict, image_size: int) -> dict:
-    """Ray task: decode ``path`` into ``image``; an unreadable file gives a blank image and
-    its reason in ``problem`` ("" when decoded)."""
-    from amr_pipeline.vision.resnet import load_image
+def _decode_batch(batch: dict, image_size: int, max_image_pixels: int | None = None) -> dict:
+    """Ray task: decode ``path`` into ``image``; an unreadable file (or one over
+    ``max_image_pixels``, never decoded) gives a blank image and its reason in ``problem``
+    ("" when decoded)."""
+    from amr_pipeline.vision.resnet import TooManyPixelsError, load_image
 
     count = len(batch["path"])
     images = np.zeros((count, image_size, image_size, 3), np.uint8)
     problems = np.full(count, "", dtype=object)
     for row, path in enumerate(batch["path"]):
         try:
-            images[row] = load_image(str(path), image_size)
+            images[row] = load_image(str(path), image_size, max_image_pixels)
+        except TooManyPixelsError as error:
+            problems[row] = error.reason
         except Exception as error:  # noqa: BLE001 - every decoding failure is reported
             problems[row] = f"unreadable ({type(error).__name__}: {error})"
     return {"position": batch["position"], "item_id": batch["item_id"], "audit": batch["audit"],
@@ -279,6 +289,7 @@ def extract_parts(
     cpus_per_worker: float = 1.0,
     decode_cpus: float = 0.5,
     audit_every: int = 32,
+    max_image_pixels: int | None = None,
 ) -> tuple[dict[str, Callable[[], pa.Table]], pd.DataFrame]:
     """The parts not yet ``written``, computed on Ray, and the plan of every part.
 
@@ -286,9 +297,10 @@ def extract_parts(
     Ray streams ahead; nothing runs until the first call) and the plan: ``part``, ``start``,
     ``stop``, ``items`` and ``computed`` (False for parts found in ``written``). An image is
     audited (int8 only) when its batch number, counted over the items as the local path
-    counts them, is ``audit_every // 2`` modulo ``audit_every``.
+    counts them, is ``audit_every // 2`` modulo ``audit_every``. Images over
+    ``max_image_pixels`` (None: Pillow's limit) are left out undecoded, with their reason.
     """
-    from amr_pipeline.vision.resnet import ImageFolder
+    from amr_pipeline.vision.resnet import ImageFolder, check_max_image_pixels
 
     for name, value, low in (("batch_size", batch_size, 1), ("workers", workers, 1)):
         if int(value) < low:
@@ -299,8 +311,9 @@ def extract_parts(
             raise ConfigurationError(f"features.ray.{name} must be > 0, got {value!r}.")
     if int(audit_every) < 0:
         raise ConfigurationError(f"audit_every must be 0 (off) or more, got {audit_every!r}.")
+    limit = check_max_image_pixels(max_image_pixels)
     folder = images if isinstance(images, ImageFolder) else ImageFolder(images)
-    parts, names, problems = plan_parts(items, folder, network, part_size)
+    parts, names, problems = plan_parts(items, folder, network, part_size, limit)
     written = set(written)
     todo = [part for part in parts if part.name not in written]
     plan = pd.DataFrame({
@@ -334,12 +347,12 @@ def extract_parts(
     frames = [frame for frame in frames if len(frame)]
     if frames:
         stream.batches = _ray_batches(frames, network, int(batch_size), int(workers),
-                                      float(cpus_per_worker), float(decode_cpus))
+                                      float(cpus_per_worker), float(decode_cpus), limit)
     return {part.name: stream.loader(index) for index, part in enumerate(todo)}, plan
 
 
-def _ray_batches(frames, network, batch_size, workers, cpus_per_worker, decode_cpus
-                 ) -> Iterator[dict]:
+def _ray_batches(frames, network, batch_size, workers, cpus_per_worker, decode_cpus,
+                 max_image_pixels=None) -> Iterator[dict]:
     """Feature batches from Ray Data, in input order (decode tasks, then the actor pool)."""
     from amr_pipeline.distributed.executors import require_ray
 
@@ -352,7 +365,8 @@ def _ray_batches(frames, network, batch_size, workers, cpus_per_worker, decode_c
     dataset = (
         ray.data.from_pandas(frames)
         .map_batches(_decode_batch, batch_size=batch_size, batch_format="numpy",
-                     fn_kwargs={"image_size": int(network["image_size"])}, num_cpus=decode_cpus)
+                     fn_kwargs={"image_size": int(network["image_size"]),
+                                "max_image_pixels": max_image_pixels}, num_cpus=decode_cpus)
         .map_batches(NetworkActor, batch_size=batch_size, batch_format="numpy",
                      compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                      fn_constructor_kwargs={"network": network["network"],
@@ -467,8 +481,11 @@ def compact_parts(
         message = (f"{len(problem_lines)} of {counts['rows']} item images are missing or "
                    f"unreadable under {images_root}:\n{format_problems(problem_lines)}")
         if on_missing_image == "fail":
-            raise RawDataError(message + "\nFix: restore or replace these files, or set "
-                               "on_missing_image: drop to leave these items out.")
+            pixels = any("too many pixels" in line for line in problem_lines)
+            raise RawDataError(message + "\nFix: restore or replace these files"
+                               + (", shrink the images over max_image_pixels (or raise that "
+                                  "limit)" if pixels else "")
+                               + ", or set on_missing_image: drop to leave these items out.")
         logger.warning("%s\nDropping these items.", message)
 
     def chunks():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import stat
 import time
 import uuid
@@ -48,11 +49,14 @@ __all__ = [
     "ImageFolder",
     "ItemFeatures",
     "ResNet50Features",
+    "TooManyPixelsError",
     "build_extractor",
     "build_resnet50",
+    "check_max_image_pixels",
     "check_mode",
     "extract_item_features",
     "load_image",
+    "open_image",
     "weights_identity",
 ]
 
@@ -65,6 +69,8 @@ IMAGENET_WEIGHTS_URL = (
 )
 MIN_IMAGE_SIZE = 32
 RANDOM_INIT = "random-glorot-v1"
+PILLOW_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+"""Pillow's default ``Image.MAX_IMAGE_PIXELS`` (89,478,485), as in ``conf/base``."""
 
 
 # --------------------------------------------------------------------------- images
@@ -99,8 +105,67 @@ class ImageFolder:
             return None
         return result if stat.S_ISREG(result.st_mode) else None
 
-    def open(self, name: str) -> Image.Image:
-        return Image.open(self.path(name))
+    def open(self, name: str, max_image_pixels: int | None = None) -> Image.Image:
+        """The image, opened lazily (see :func:`open_image`)."""
+        return open_image(self.path(name), max_image_pixels)
+
+
+class TooManyPixelsError(RawDataError):
+    """An image whose header declares more than ``max_image_pixels`` pixels: never decoded."""
+
+    def __init__(self, source, pixels: int, limit: int, size: tuple[int, int] | None = None):
+        shape = f"{size[0]} x {size[1]} = " if size else ""
+        self.detail = (f"({shape}{pixels:,} pixels, over max_image_pixels {limit:,}), "
+                       "never decoded")
+        self.reason = f"unreadable: too many pixels {self.detail}"
+        super().__init__(
+            f"{source}: {self.reason}. Fix: shrink or replace the image, or raise "
+            "max_image_pixels if images this large are expected."
+        )
+
+
+def check_max_image_pixels(value, name: str = "max_image_pixels") -> int:
+    """The pixel limit: a positive integer, None for Pillow's ``Image.MAX_IMAGE_PIXELS``.
+
+    At most twice Pillow's limit: above that Pillow refuses to open an image at all.
+    """
+    pillow = Image.MAX_IMAGE_PIXELS
+    if value is None:
+        return int(pillow) if pillow is not None else PILLOW_MAX_IMAGE_PIXELS
+    ceiling = 2 * int(pillow) if pillow is not None else None
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+            or (ceiling is not None and value > ceiling)):
+        raise ConfigurationError(
+            f"{name} must be a positive integer of at most {ceiling:,} (Pillow refuses larger "
+            f"images outright), or null for Pillow's limit; got {value!r}."
+            if ceiling is not None else
+            f"{name} must be a positive integer, or null for Pillow's limit; got {value!r}."
+        )
+    return int(value)
+
+
+_PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def open_image(source, max_image_pixels: int | None = None) -> Image.Image:
+    """Open an image lazily: only its header is read. An image whose header declares more
+    than ``max_image_pixels`` pixels (None: Pillow's limit) raises :class:`TooManyPixelsError`
+    before any pixel is decoded."""
+    limit = check_max_image_pixels(max_image_pixels)
+    try:
+        image = Image.open(source)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Pillow refuses over twice its own limit (and warns above it, an error under -W error)
+        found = _PILLOW_PIXELS.search(str(error))
+        pixels = int(found.group(1)) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
+        if pixels <= limit:
+            raise
+        raise TooManyPixelsError(source, pixels, limit) from None
+    width, height = image.size
+    if width * height > limit:
+        image.close()
+        raise TooManyPixelsError(source, width * height, limit, (width, height))
+    return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -117,13 +182,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source, size: int) -> np.ndarray:
+def load_image(source, size: int, max_image_pixels: int | None = None) -> np.ndarray:
     """Decode an image file into a ``size x size x 3`` uint8 RGB array.
 
     Any Pillow mode is accepted (palette, greyscale, RGBA, CMYK, 16-bit); EXIF orientation is
-    applied; the shorter side is resized to ``size`` and the centre square is kept.
+    applied; the shorter side is resized to ``size`` and the centre square is kept. An image
+    over ``max_image_pixels`` pixels raises :class:`TooManyPixelsError`, undecoded.
     """
-    with Image.open(source) as image:
+    with open_image(source, max_image_pixels) as image:
         image.draft(None, (size, size))
         image = _to_rgb(ImageOps.exif_transpose(image))
         image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
@@ -358,17 +424,21 @@ class FeatureCache:
 
 
 def _decoded_batches(folder: ImageFolder, names: list[str], image_size: int, batch_size: int,
-                     failures: dict[int, str]) -> tf.data.Dataset:
-    """Batches of ``(images, ok)``; a file that cannot be decoded gives a blank image, ok=False."""
+                     failures: dict[int, str], max_image_pixels: int | None = None
+                     ) -> tf.data.Dataset:
+    """Batches of ``(images, ok)``; a file that cannot be decoded (or is over
+    ``max_image_pixels``, never decoded) gives a blank image, ok=False."""
     blank = np.zeros((image_size, image_size, 3), np.uint8)
 
     def decode(index):
         index = int(index)
         try:
-            return load_image(folder.path(names[index]), image_size), True
+            return load_image(folder.path(names[index]), image_size, max_image_pixels), True
+        except TooManyPixelsError as error:
+            failures[index] = error.reason
         except Exception as error:
             failures[index] = f"unreadable ({type(error).__name__}: {error})"
-            return blank, False
+        return blank, False
 
     def decode_op(index):
         image, ok = tf.numpy_function(decode, [index], (tf.uint8, tf.bool), stateful=True)
@@ -510,14 +580,15 @@ def _precision_bits(name: str) -> float:
 
 
 def _decode_sample(folder: ImageFolder, names: list[str], count: int, image_size: int,
-                   seed: int) -> np.ndarray:
-    """Up to ``count`` readable images, in a seeded random order (unreadable ones skipped)."""
+                   seed: int, max_image_pixels: int | None = None) -> np.ndarray:
+    """Up to ``count`` readable images, in a seeded random order (unreadable ones and those
+    over ``max_image_pixels`` skipped)."""
     images = []
     for index in np.random.default_rng(int(seed)).permutation(len(names)):
         if len(images) == count:
             break
         try:
-            images.append(load_image(folder.path(names[index]), image_size))
+            images.append(load_image(folder.path(names[index]), image_size, max_image_pixels))
         except Exception:
             continue
     return np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
@@ -552,6 +623,7 @@ def extract_item_features(
     on_missing_image: str = "fail",
     shard_size: int = 1024,
     int8_overflow_fix: str = "auto",
+    max_image_pixels: int | None = None,
 ) -> FeatureExtraction:
     """ResNet-50 features of every item image (2048-d, float32), resuming from ``cache``.
 
@@ -581,12 +653,16 @@ def extract_item_features(
         on_missing_image: missing and unreadable/corrupt image files are collected into one
             report. ``"fail"`` raises :class:`RawDataError` listing them (features of the
             readable ones are cached first); ``"drop"`` logs the list and leaves those items out.
+        max_image_pixels: an image whose header declares more pixels (None: Pillow's
+            ``Image.MAX_IMAGE_PIXELS``) is never decoded: it goes into that report as
+            "unreadable: too many pixels".
 
     Returns:
         :class:`FeatureExtraction`: the features of the readable items in table order, the
         items left out, and a summary of the run (for MLflow).
     """
     check_on_missing(on_missing_image, "on_missing_image")
+    max_image_pixels = check_max_image_pixels(max_image_pixels)
     check_mode(precision, engine)
     overflow_fix = quantization.resolve_overflow_fix(int8_overflow_fix)
     if int(batch_size) < 1:
@@ -645,7 +721,7 @@ def extract_item_features(
         if precision == "int8":
             count = int(validation_images) + (0 if stored else int(calibration_images))
             decoded = _decode_sample(folder, [names[i] for i in todo], count, int(image_size),
-                                     seed)
+                                     seed, max_image_pixels)
             split = 0 if stored else min(int(calibration_images), len(decoded))
             sample = {"calibration": decoded[:split], "validation": decoded[split:],
                       "model_path": model_path, "min_cosine": float(min_cosine),
@@ -662,7 +738,8 @@ def extract_item_features(
         start = time.perf_counter()
         computed, audit = _compute(extractor, folder, [names[i] for i in todo], todo,
                                    [todo_keys[i] for i in todo], cache, int(image_size),
-                                   int(batch_size), int(shard_size), int(audit_every), problems)
+                                   int(batch_size), int(shard_size), int(audit_every), problems,
+                                   max_image_pixels)
         rows.update(computed)
         summary["computed"] = float(len(computed))
         summary["images_per_second"] = len(todo) / max(time.perf_counter() - start, 1e-9)
@@ -687,8 +764,10 @@ def extract_item_features(
                    f"under {folder.root}:\n{format_problems(lines)}")
         if on_missing_image == "fail":
             raise RawDataError(
-                message + "\nFix: restore or replace these files, or set on_missing_image: drop "
-                "to leave these items out."
+                message + "\nFix: restore or replace these files"
+                + (", shrink the images over max_image_pixels (or raise that limit)"
+                   if any("too many pixels" in reason for reason in problems.values()) else "")
+                + ", or set on_missing_image: drop to leave these items out."
             )
         logger.warning("%s\nDropping these items.", message)
     keep = sorted(rows)
@@ -699,7 +778,8 @@ def extract_item_features(
 
 
 def _compute(extractor, folder, names, indices, keys, cache, image_size, batch_size,
-             shard_size, audit_every, problems) -> tuple[dict[int, np.ndarray], np.ndarray]:
+             shard_size, audit_every, problems, max_image_pixels=None
+             ) -> tuple[dict[int, np.ndarray], np.ndarray]:
     """Run ``extractor`` over ``names``; record decode failures in ``problems``.
 
     Returns the rows and, when ``extractor.reference`` is set, the cosine similarity with it of
@@ -720,7 +800,8 @@ def _compute(extractor, folder, names, indices, keys, cache, image_size, batch_s
     start = 0
     try:
         with tqdm(total=len(names), unit="img", desc="ResNet-50 features", mininterval=1) as bar:
-            batches = _decoded_batches(folder, names, image_size, batch_size, failures)
+            batches = _decoded_batches(folder, names, image_size, batch_size, failures,
+                                       max_image_pixels)
             for number, (batch, ok) in enumerate(batches):
                 ok, pixels = ok.numpy(), batch.numpy()
                 output = extractor(pixels) if ok.any() else None

@@ -10,6 +10,7 @@ from amr_pipeline.errors import ConfigurationError, RawDataError
 from amr_pipeline.pipelines import mlflow_metrics
 from amr_pipeline.readers import RawTables
 from amr_pipeline.readers.features import format_problems
+from amr_pipeline.readers.pinterest import UNKNOWN_PIN_POLICIES
 from amr_pipeline.recsys import data
 from amr_pipeline.vision.availability import missing_visuals
 
@@ -19,18 +20,30 @@ logger = logging.getLogger(__name__)
 MALFORMED_POLICIES = ("fail", "skip")
 
 
-def ingest(raw: RawTables, parameters: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ingest(
+    raw: RawTables, parameters: dict | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Unpack the raw reader's tables (interactions and items with raw ids), after settling
-    the malformed records the reader left out.
+    the malformed records the reader left out and the pins it found no image record for.
 
     ``on_malformed_record`` (default ``fail``): ``fail`` stops with one error that counts them
     and lists the first few (file, record number, reason); ``skip`` logs that list and goes on.
+    ``on_unknown_pin`` (default ``drop``): ``drop`` goes on without those pins (the reader
+    logged a warning), ``fail`` stops. Their count goes to MLflow as
+    ``data_processing.unknown_pins`` (Pinterest only).
     """
-    policy = (parameters or {}).get("on_malformed_record", "fail")
+    parameters = parameters or {}
+    policy = parameters.get("on_malformed_record", "fail")
     if policy not in MALFORMED_POLICIES:
         raise ConfigurationError(
             f"data_processing.on_malformed_record must be one of {MALFORMED_POLICIES}, got "
             f"{policy!r}; set it in parameters_data_processing.yml."
+        )
+    unknown_pin_policy = parameters.get("on_unknown_pin", "drop")
+    if unknown_pin_policy not in UNKNOWN_PIN_POLICIES:
+        raise ConfigurationError(
+            f"data_processing.on_unknown_pin must be one of {UNKNOWN_PIN_POLICIES}, got "
+            f"{unknown_pin_policy!r}; set it in parameters_data_processing.yml."
         )
     if len(raw.problems):
         if policy == "fail":
@@ -41,7 +54,14 @@ def ingest(raw: RawTables, parameters: dict | None = None) -> tuple[pd.DataFrame
             ))
         logger.warning("%s", raw.problems.message(
             "these records are left out (data_processing.on_malformed_record: skip)."))
-    return raw.interactions, raw.items
+    unknown = raw.unknown_pins
+    if unknown is None:
+        return raw.interactions, raw.items, mlflow_metrics({})
+    if unknown.count and unknown_pin_policy == "fail":
+        raise RawDataError(unknown.message(
+            "Fix: use the pin-image file of the same dump, or set data_processing.on_unknown_pin: "
+            "drop in parameters_data_processing.yml to leave these pins out."))
+    return raw.interactions, raw.items, mlflow_metrics({"unknown_pins": unknown.count})
 
 
 def filter_and_index(
@@ -51,9 +71,10 @@ def filter_and_index(
     feature row), then give users and items contiguous integer ids.
 
     ``on_missing_image`` decides what a missing or unreadable image, or an image name that
-    escapes the image folder (never opened), does: ``fail`` (default) stops with one report
-    listing every such item; ``drop`` logs the report and filters those items out as if they
-    had no image.
+    escapes the image folder (never opened), or an image whose header declares more than
+    ``max_image_pixels`` pixels (never decoded; default Pillow's limit), does: ``fail``
+    (default) stops with one report listing every such item; ``drop`` logs the report and
+    filters those items out as if they had no image.
     """
     def run_filters(item_table):
         return data.filter_interactions(
@@ -66,7 +87,7 @@ def filter_and_index(
         )
 
     filtered, kept_items = run_filters(items)
-    report = missing_visuals(kept_items, image_source)
+    report = missing_visuals(kept_items, image_source, parameters.get("max_image_pixels"))
     if len(report):
         lines = [f"item {raw}: {reason}" for raw, _, reason in report.itertuples(index=False)]
         message = (f"{len(report)} of {len(kept_items)} items have no usable image:\n"
@@ -75,6 +96,7 @@ def filter_and_index(
             raise RawDataError(
                 message + "\nFix: restore missing or unreadable files, name images relative to "
                 "the image folder (no absolute paths, no '..', no links that lead outside it), "
+                "shrink images over data_processing.max_image_pixels (or raise that limit), "
                 "or set data_processing.on_missing_image: drop in parameters_data_processing.yml "
                 "to leave these items out."
             )

@@ -11,7 +11,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 ingest,
                 ["raw_source", "params:data_processing"],
-                ["raw_interactions", "raw_items"],
+                # the catalog's "{model}.metrics" logs these as MLflow data_processing.*
+                ["raw_interactions", "raw_items", "data_processing.metrics"],
                 name="ingest_raw_dump",
             ),
             Node(

@@ -39,5 +39,6 @@ def build_item_features(
             audit_every=parameters["audit_every"],
             on_missing_image=parameters["on_missing_image"],
             int8_overflow_fix=parameters["int8_overflow_fix"],
+            max_image_pixels=parameters.get("max_image_pixels"),
         )
     return features, mlflow_metrics(summary)

@@ -52,6 +52,7 @@ def prepare_feature_network(items: pd.DataFrame, image_source, feature_cache,
         engine=parameters["engine"], calibration_images=parameters["calibration_images"],
         validation_images=parameters["validation_images"], min_cosine=parameters["min_cosine"],
         int8_overflow_fix=parameters.get("int8_overflow_fix", "auto"),
+        max_image_pixels=parameters.get("max_image_pixels"),
     )
     return {"executor": "ray", **network}
 
@@ -68,6 +69,7 @@ def extract_feature_parts(items: pd.DataFrame, image_source, feature_network: di
         batch_size=parameters["batch_size"], part_size=settings["part_size"],
         workers=settings["workers"], cpus_per_worker=settings["cpus_per_worker"],
         decode_cpus=settings["decode_cpus"], audit_every=parameters["audit_every"],
+        max_image_pixels=parameters.get("max_image_pixels"),
     )
 
 
