@@ -55,7 +55,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         + feature
         + final_data
         + closed_form_pipeline()
-        + evaluation_pipeline("pop", visual=False)
+        + evaluation_pipeline("pop", visual=False, replicated=False)
         + evaluation_pipeline("mf_eals", visual=False)
         + mf_bpr
         + _trained_and_evaluated(

@@ -34,7 +34,9 @@ def _parameters(model, epochs):
 def test_the_initialisation_chain_starts_each_model_from_the_previous_one(tables):
     train, users, items, candidates, features = tables
     mf = train_model(train, users, items, _parameters("mf_bpr", 3), candidates)
-    assert set(mf) == {"user_factors", "item_factors", "history", "history_metrics"}
+    assert set(mf) == {"user_factors", "item_factors", "history", "history_metrics",
+                       "replicates"}
+    assert mf["replicates"] == {}, "one replicate by default: nothing beside the model"
     vbpr = train_model(train, users, items, _parameters("vbpr", 0), candidates, features,
                        mf["user_factors"], mf["item_factors"])
     pd.testing.assert_frame_equal(vbpr["user_factors"], mf["user_factors"])
@@ -62,11 +64,43 @@ def test_training_curves_are_metric_history_by_epoch(tables):
 def test_evaluation_reports_overall_cold_and_warm_metrics(tables):
     train, users, items, candidates, features = tables
     vbpr = train_model(train, users, items, _parameters("vbpr", 2), candidates, features)
-    ranks, logged = evaluate_model(candidates, items, vbpr["user_factors"], vbpr["item_factors"],
-                                   {"cutoffs": [5, 10, 20]}, vbpr["feature_projection"], features)
+    ranks, others, logged = evaluate_model(
+        candidates, items, vbpr["user_factors"], vbpr["item_factors"], {"cutoffs": [5, 10, 20]},
+        vbpr["feature_projection"], features, train=train)
     assert len(ranks) == N_USERS and ranks["rank"].between(0, 999).all()
-    for key in ("hr_at_10", "ndcg_at_20", "warm.hr_at_5"):
+    assert others == {}
+    # the full ranking sees every non-training item, so it ranks the test item no higher
+    assert (ranks["full_rank"] >= ranks["rank"]).all()
+    assert ranks["full_rank"].max() <= N_ITEMS - 1
+    for key in ("hr_at_10", "ndcg_at_20", "warm.hr_at_5", "full_hr_at_10", "full_recall_at_20"):
         assert key in logged and logged[key]["step"] == 0
+
+
+def test_replicates_chain_replicate_by_replicate_and_the_same_seed_gives_the_same_numbers(
+        tables):
+    """Replicate 0 is the single-replicate model; replicate k starts from the upstream model's
+    replicate k, trains with another seed, and a second run gives identical tables and ranks."""
+    train, users, items, candidates, features = tables
+    mf = train_model(train, users, items, _parameters("mf_bpr", 2), candidates, replicates=2)
+    single = train_model(train, users, items, _parameters("mf_bpr", 2), candidates)
+    pd.testing.assert_frame_equal(mf["user_factors"], single["user_factors"])
+    assert set(mf["replicates"]) == {1}
+    other = mf["replicates"][1]["user_factors"]
+    assert not other.equals(mf["user_factors"]), "replicate 1 trains with another seed"
+    vbpr = train_model(train, users, items, _parameters("vbpr", 0), candidates, features,
+                       mf["user_factors"], mf["item_factors"], replicates=2,
+                       initial_replicates=mf["replicates"])
+    pd.testing.assert_frame_equal(vbpr["replicates"][1]["user_factors"], other)
+    again = train_model(train, users, items, _parameters("mf_bpr", 2), candidates, replicates=2)
+    pd.testing.assert_frame_equal(again["replicates"][1]["item_factors"],
+                                  mf["replicates"][1]["item_factors"])
+    runs = [evaluate_model(candidates, items, model["user_factors"], model["item_factors"],
+                           {"cutoffs": [10]}, train=train, replicates=model["replicates"],
+                           model_name="mf_bpr") for model in (mf, again)]
+    pd.testing.assert_frame_equal(runs[0][1][1]["mf_bpr_ranks"], runs[1][1][1]["mf_bpr_ranks"])
+    with pytest.raises(Exception, match="replicate 1 of the model this one starts from"):
+        train_model(train, users, items, _parameters("vbpr", 0), candidates, features,
+                    mf["user_factors"], mf["item_factors"], replicates=2, initial_replicates={})
 
 
 def test_final_fit_on_train_and_validation_trains_validation_pairs_never_test_pairs():

@@ -135,3 +135,59 @@ def test_robustness_markdown_without_dataset_column():
     assert "| NDCG@10 drop | -30.0% | -5.0% | - | - |" in text.splitlines()
     with pytest.raises(ConfigurationError):
         tables.robustness_markdown(frame.drop(columns="model"))
+
+
+def test_performance_table_with_replicates_full_ranking_and_corrected_metrics():
+    """Means and 95% t intervals over replicates, replicate 0 as the plain column, the paired
+    test on per-user values averaged over replicates, full-ranking and corrected columns, the
+    oracle share, and Table 2 printing mean ± half-width with a full-ranking block."""
+    from amr_pipeline.reporting import intervals
+
+    rng = np.random.default_rng(5)
+    users = np.arange(400)
+
+    def replicated(shift):
+        return pd.concat([
+            pd.DataFrame({"user_id": users, "rank": rng.integers(0, 40, 400) + shift,
+                          "full_rank": rng.integers(0, 400, 400) + shift,
+                          "cold": users % 3 == 0, "replicate": k})
+            for k in range(3)], ignore_index=True)
+
+    ranked = {"vbpr": replicated(4), "amr": replicated(0)}
+    corrected = {"hr_at_10": np.linspace(1.0, 0.0, 1000)}
+    ceilings = pd.DataFrame({"ranker": ["oracle"], "subset": ["all"], "hr_at_10": [0.5],
+                             "ndcg_at_10": [0.25]})
+    table = tables.performance_table(ranked, cutoffs=(10,), corrected=corrected,
+                                     ceilings=ceilings)
+    frame = ranked["vbpr"]
+    means = [(part["rank"] < 10).mean() for _, part in frame.groupby("replicate")]
+    assert table.loc["vbpr", "replicates"] == 3
+    assert table.loc["vbpr", "hr_at_10"] == pytest.approx(means[0])
+    expected = intervals.t_interval(means)
+    assert (table.loc["vbpr", ["hr_at_10_mean", "hr_at_10_ci_low", "hr_at_10_ci_high"]]
+            .tolist() == pytest.approx(list(expected)))
+    full = [(part["full_rank"] < 20).mean() for _, part in frame.groupby("replicate")]
+    assert table.loc["vbpr", "full_recall_at_20_mean"] == pytest.approx(np.mean(full))
+    assert table.loc["vbpr", "corrected_hr_at_10_mean"] == pytest.approx(
+        corrected["hr_at_10"][frame["rank"]].mean())
+    assert table.loc["vbpr", "oracle_share.hr_at_10"] == pytest.approx(np.mean(means) / 0.5)
+    hits = {m: (ranked[m]["rank"] < 10).groupby(ranked[m]["user_id"]).mean()
+            for m in ("amr", "vbpr")}
+    assert table.loc["vbpr", "p.hr_at_10"] == pytest.approx(
+        stats.ttest_rel(hits["amr"], hits["vbpr"]).pvalue)
+    assert "cold.hr_at_10_ci_high" in table and table.loc["vbpr", "cold.users"] == 134
+    markdown = tables.performance_markdown(table)
+    half = (expected[2] - expected[1]) / 2
+    assert f"{expected[0]:.4f} ± {half:.4f}" in markdown
+    assert "### Full ranking" in markdown and "3 replicates" in markdown
+
+
+def test_table3_prints_the_mean_drop_and_its_interval_over_replicates():
+    from amr_pipeline.reporting import intervals
+
+    drops = [-0.10, -0.14, -0.12]
+    robustness = pd.DataFrame({"model": "vbpr", "attack": "fgm_train", "epsilon": 0.1,
+                               "replicate": [0, 1, 2], "ndcg_at_10_drop": drops})
+    markdown = tables.robustness_markdown(robustness, epsilons=(0.1,), models=("vbpr",))
+    mean, low, high = intervals.t_interval(drops)
+    assert f"{mean:.1%} ± {(high - low) / 2:.1%}" in markdown and "3 replicates" in markdown

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 from kedro.io import AbstractDataset, DatasetError
 
@@ -73,3 +74,60 @@ class SelectedParametersDataset(AbstractDataset[dict, dict]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+
+class ReplicateTablesDataset(AbstractDataset[dict, dict]):
+    """Tables of replicates ``1 .. R-1`` (replicate 0 keeps the model's usual datasets):
+    ``<path>/<k>/<table>.parquet`` for each table named in ``tables``.
+
+    ``load()`` gives ``{k: {table: DataFrame}}`` (``{}`` when nothing is stored yet; a table
+    missing from a replicate is left out). ``save()`` writes each file whole (temporary name,
+    then rename) and removes this dataset's tables of replicates that the new data no longer
+    has, so a run with fewer replicates leaves no stale ones behind; other files in ``path``
+    (another model's tables) are left alone.
+    """
+
+    def __init__(self, path: str, tables: list[str], metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self._tables = list(tables)
+        self.metadata = metadata
+
+    def _replicates(self) -> list[int]:
+        if not self._path.is_dir():
+            return []
+        return sorted(int(entry.name) for entry in self._path.iterdir()
+                      if entry.is_dir() and entry.name.isdigit())
+
+    def load(self) -> dict[int, dict[str, pd.DataFrame]]:
+        loaded = {}
+        for replicate in self._replicates():
+            files = {table: self._path / str(replicate) / f"{table}.parquet"
+                     for table in self._tables}
+            tables = {table: pd.read_parquet(file) for table, file in files.items()
+                      if file.is_file()}
+            if tables:
+                loaded[replicate] = tables
+        return loaded
+
+    def save(self, data: dict) -> None:
+        unknown = {table for tables in data.values() for table in tables} - set(self._tables)
+        if unknown:
+            raise DatasetError(f"{self._path}: tables {sorted(unknown)} are not among "
+                               f"{self._tables}; add them to the dataset's `tables`.")
+        for replicate, tables in data.items():
+            folder = self._path / str(int(replicate))
+            folder.mkdir(parents=True, exist_ok=True)
+            for table, frame in tables.items():
+                partial = folder / f".{table}.parquet.partial"
+                frame.to_parquet(partial, index=False)
+                os.replace(partial, folder / f"{table}.parquet")
+        kept = {int(replicate) for replicate in data}
+        for replicate in set(self._replicates()) - kept:
+            for table in self._tables:
+                (self._path / str(replicate) / f"{table}.parquet").unlink(missing_ok=True)
+
+    def _exists(self) -> bool:
+        return bool(self._replicates())
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path), "tables": self._tables}

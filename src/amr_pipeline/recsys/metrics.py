@@ -120,3 +120,112 @@ def _ragged_ranks(user_factors, vectors, users, items, starts):
     beaten = scores >= scores[starts][group]
     beaten[starts] = False
     return np.bincount(group, weights=beaten, minlength=len(starts)).astype(np.int64)
+
+
+# ----------------------------------------------------------------------- full ranking
+_FULL_BLOCK_SCORES = 1 << 24  # user x item scores per block (64 MiB of float32)
+
+
+def full_ranks(model: FactorModel, features, test: pd.DataFrame, seen: pd.DataFrame,
+               item_vectors: np.ndarray | None = None) -> np.ndarray:
+    """Full-ranking protocol: for each row of ``test`` (``user_id``, ``item_id``), how many
+    items the user has not interacted with in ``seen`` (the training pairs; train + validation
+    in the final fit) score ``>=`` the test item (ties count against it), over the whole
+    catalogue. Scores are computed in blocks of users (never a users x items matrix)."""
+    vectors = model.item_vectors(features) if item_vectors is None else item_vectors
+    users = test["user_id"].to_numpy(np.int64)
+    targets = test["item_id"].to_numpy(np.int64)
+    seen_users = seen["user_id"].to_numpy(np.int64)
+    seen_items = seen["item_id"].to_numpy(np.int64)
+    order = np.argsort(seen_users, kind="stable")
+    seen_users, seen_items = seen_users[order], seen_items[order]
+    n_items = len(vectors)
+    step = max(1, _FULL_BLOCK_SCORES // max(n_items, 1))
+    ranks = np.empty(len(users), np.int64)
+    for start in range(0, len(users), step):
+        block_users = users[start:start + step]
+        rows = np.arange(len(block_users))
+        scores = model.user_factors[block_users] @ vectors.T
+        target_scores = scores[rows, targets[start:start + step]].copy()
+        low = np.searchsorted(seen_users, block_users, side="left")
+        high = np.searchsorted(seen_users, block_users, side="right")
+        counts = high - low
+        seen_rows = np.repeat(rows, counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        seen_positions = np.repeat(low, counts) + offsets
+        scores[seen_rows, seen_items[seen_positions]] = -np.inf
+        # the test item itself scores >= itself: subtract it
+        ranks[start:start + step] = (scores >= target_scores[:, None]).sum(axis=1) - 1
+    return ranks
+
+
+def full_metrics(full_rank: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-user full-ranking metrics: ``full_hr_at_10``, ``full_ndcg_at_10`` and
+    ``full_recall_at_20`` (one held-out item, so recall@20 is its hit at 20)."""
+    rank = np.asarray(full_rank, np.float64)
+    return {
+        "full_hr_at_10": (rank < 10).astype(np.float64),
+        "full_ndcg_at_10": np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0),
+        "full_recall_at_20": (rank < 20).astype(np.float64),
+    }
+
+
+# ------------------------------------------------------- sampled metrics, corrected
+def metric_at_rank(metric: str, ranks: np.ndarray) -> np.ndarray:
+    """``hr_at_N`` or ``ndcg_at_N`` of a test item with ``ranks`` items ahead of it."""
+    name, _, cutoff = metric.partition("_at_")
+    ranks = np.asarray(ranks, np.float64)
+    hit = ranks < int(cutoff)
+    if name == "hr":
+        return hit.astype(np.float64)
+    if name == "ndcg":
+        return np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
+    raise ConfigurationError(f"unknown metric {metric!r}: use hr_at_N or ndcg_at_N")
+
+
+def sampled_rank_probabilities(n_negatives: int, n_sampled: int, chunk: int = 2048):
+    """Yield ``(full_ranks, P)`` blocks: ``P[R, r]`` = the probability that ``r`` of
+    ``n_sampled`` negatives drawn without replacement from ``n_negatives`` are ahead of the test
+    item when ``R`` of all negatives are (hypergeometric: C(R, r) C(N - R, n - r) / C(N, n)),
+    for R = 0 .. n_negatives; log-gamma arithmetic, block by block."""
+    from scipy.special import gammaln
+
+    def log_choose(total, chosen):
+        return gammaln(total + 1.0) - gammaln(chosen + 1.0) - gammaln(total - chosen + 1.0)
+
+    sampled = np.arange(n_sampled + 1, dtype=np.float64)[None, :]
+    for start in range(0, n_negatives + 1, chunk):
+        full = np.arange(start, min(start + chunk, n_negatives + 1))
+        ahead = full.astype(np.float64)[:, None]
+        possible = (sampled <= ahead) & (n_sampled - sampled <= n_negatives - ahead)
+        with np.errstate(invalid="ignore"):
+            log_p = (log_choose(ahead, sampled) + log_choose(n_negatives - ahead,
+                                                             n_sampled - sampled)
+                     - log_choose(float(n_negatives), float(n_sampled)))
+        yield full, np.where(possible, np.exp(np.where(possible, log_p, 0.0)), 0.0)
+
+
+def corrected_metric(metric: str, n_negatives: int, n_sampled: int,
+                     gamma: float = 0.1) -> np.ndarray:
+    """Krichene and Rendle's bias-variance (BV) corrected metric (KDD 2020, "On sampled
+    metrics for item recommendation", section 5): the value ``m[r]`` to credit a sampled rank
+    ``r`` (r of ``n_sampled`` sampled negatives ahead) so that, under a uniform prior over the
+    full rank R (0 .. ``n_negatives``),
+
+        sum_R (E[m(r) | R] - M(R))^2 + gamma * Var[m(r) | R]
+
+    is smallest, M being the metric at full rank R. ``gamma = 0`` is their least-squares
+    (CLS) estimator. Solved in closed form: ((1 - γ) AᵀA + γ diag(Aᵀ1)) m = AᵀM with
+    A[R, r] = P(r | R) (:func:`sampled_rank_probabilities`)."""
+    gram = np.zeros((n_sampled + 1, n_sampled + 1))
+    mass = np.zeros(n_sampled + 1)
+    target = np.zeros(n_sampled + 1)
+    for full, probabilities in sampled_rank_probabilities(n_negatives, n_sampled):
+        gram += probabilities.T @ probabilities
+        mass += probabilities.sum(axis=0)
+        target += probabilities.T @ metric_at_rank(metric, full)
+    system = (1.0 - gamma) * gram + gamma * np.diag(mass)
+    try:
+        return np.linalg.solve(system, target)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(system, target, rcond=None)[0]

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.reporting import intervals
 from amr_pipeline.reporting.tables import MODEL_NAMES, label
 
 ATTACK_NAMES = {"random": "rand", "fgm_train": "grad", "fgm_test": "grad-test", "fgsm": "sign",
@@ -55,8 +56,9 @@ def perturbation_figure(
     metrics: Sequence[str] = ("hr_at_10", "ndcg_at_10"),
 ) -> Figure:
     """Figure 4: ``model``'s HR@10 and NDCG@10 against ``ε`` (log scale) under random
-    (VBPR-rand) and adversarial (VBPR-grad) feature perturbations; the clean value (attack
-    ``none``) is a dashed horizontal line."""
+    (VBPR-rand) and adversarial (VBPR-grad) feature perturbations, the mean over replicates
+    (``replicate`` rows) with its 95% t interval as a band; the clean value (attack ``none``)
+    is a dashed horizontal line."""
     _require(robustness, {"model", "attack", "epsilon", *metrics}, "perturbation_figure")
     frame = robustness[robustness["model"] == model]
     if frame.empty:
@@ -66,11 +68,17 @@ def perturbation_figure(
     for axes, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
         for attack in attacks:
             part = frame[(frame["attack"] == attack) & (frame["epsilon"] > 0)]
-            part = part.sort_values("epsilon")
-            axes.plot(part["epsilon"], part[metric], marker="o",
-                      label=f"{_name(model)}-{ATTACK_NAMES.get(attack, attack)}")
+            epsilons, means, lows, highs = [], [], [], []
+            for epsilon, group in part.groupby("epsilon", sort=True):
+                mean, low, high = intervals.t_interval(group[metric].to_numpy())
+                epsilons.append(epsilon), means.append(mean), lows.append(low)
+                highs.append(high)
+            line, = axes.plot(epsilons, means, marker="o",
+                              label=f"{_name(model)}-{ATTACK_NAMES.get(attack, attack)}")
+            if len(part) > len(epsilons):  # replicates: the 95% t interval as a band
+                axes.fill_between(epsilons, lows, highs, color=line.get_color(), alpha=0.2)
         if not clean.empty:
-            axes.axhline(clean[metric].iloc[0], linestyle="--", color="grey", label=_name(model))
+            axes.axhline(clean[metric].mean(), linestyle="--", color="grey", label=_name(model))
         axes.set_xscale("log")
         axes.set(xlabel="ε", ylabel=label(metric), title=label(metric))
         axes.legend()

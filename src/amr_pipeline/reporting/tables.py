@@ -14,6 +14,8 @@ import pandas as pd
 from scipy import stats
 
 from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.recsys import metrics as recsys_metrics
+from amr_pipeline.reporting import intervals
 
 MODEL_NAMES = {
     "pop": "POP",
@@ -68,16 +70,32 @@ def paired_p_value(reference: np.ndarray, baseline: np.ndarray) -> float:
         return float(stats.ttest_rel(reference, baseline).pvalue)
 
 
+FULL_METRICS = ("full_hr_at_10", "full_ndcg_at_10", "full_recall_at_20")
+CORRECTED_METRICS = ("hr_at_10", "ndcg_at_10")
+
+
 def performance_table(
     ranks_by_model: Mapping[str, pd.DataFrame],
     reference: str = "amr",
     cutoffs: Sequence[int] = (5, 10, 20),
+    corrected: Mapping[str, np.ndarray] | None = None,
+    ceilings: pd.DataFrame | None = None,
+    confidence: float = intervals.CONFIDENCE,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Table 2: one row per model (paper order; index = model key) with ``name``, HR@N and
-    NDCG@N over all users, ``cold.<metric>``/``warm.<metric>`` over users whose test item is
-    cold/warm (when ``cold`` is given), ``ri`` (the reference's relative improvement over the
-    row), and for every metric ``p.<metric>`` (paired t-test, reference vs row, on the users
-    both ranked) and ``significant.<metric>`` (p < 0.05 and the reference ahead)."""
+    """Table 2: one row per model (paper order; index = model key).
+
+    ``ranks_by_model`` holds each model's per-user test ranks, one block per ``replicate``
+    (column; absent: one replicate), with ``cold`` and ``full_rank`` when known. Columns:
+    ``name``, ``replicates``; for every metric (HR@N, NDCG@N on the sampled candidates;
+    ``full_*`` on the full ranking; ``corrected_*``, the sampled metric corrected with the
+    ``corrected`` tables, ``m[r]`` per sampled rank r) replicate 0's value, and ``_mean``,
+    ``_ci_low``, ``_ci_high`` (:func:`~amr_pipeline.reporting.intervals.metric_interval`);
+    ``cold.``/``warm.`` the same over cold/warm test items; ``ri`` (the reference's relative
+    improvement over the row, on the means); ``p.<metric>`` a paired t-test of the reference
+    against the row on the per-user values averaged over each model's replicates, and
+    ``significant.<metric>`` (p < 0.05 and the reference ahead); ``oracle_share.<metric>``
+    the mean as a share of the oracle's (``ceilings``, when it has an oracle row)."""
     if not ranks_by_model:
         raise ConfigurationError("performance_table needs at least one model's ranks")
     if reference not in ranks_by_model:
@@ -88,36 +106,89 @@ def performance_table(
     metrics = metric_names(cutoffs)
     order = [m for m in MODEL_NAMES if m in ranks_by_model]
     order += [m for m in ranks_by_model if m not in MODEL_NAMES]
-    users = {model: per_user_metrics(ranks_by_model[model], cutoffs) for model in order}
-    rows = {}
+    users, rows = {}, {}
     for model in order:
-        frame, row = ranks_by_model[model], {"name": MODEL_NAMES.get(model, model)}
-        row.update(users[model][metrics].mean().to_dict())
-        if "cold" in frame:
-            cold = frame["cold"].to_numpy(bool)
-            for group, mask in (("cold", cold), ("warm", ~cold)):
-                values = users[model].loc[mask, metrics]
-                row.update({f"{group}.{m}": values[m].mean() if mask.any() else np.nan
-                            for m in metrics})
-                row[f"{group}.users"] = int(mask.sum())
+        frame = ranks_by_model[model]
+        if "replicate" not in frame:
+            frame = frame.assign(replicate=0)
+        values = user_values(frame, cutoffs, corrected)
+        users[model] = values
+        row = {"name": MODEL_NAMES.get(model, model),
+               "replicates": int(values["replicate"].nunique())}
+        columns = [c for c in values.columns if c not in ("replicate", "user_id", "cold")]
+        row.update(_interval_columns(values, columns, "", confidence, seed))
+        if "cold" in values:
+            for group, mask in (("cold", values["cold"]), ("warm", ~values["cold"])):
+                if mask.any():
+                    row.update(_interval_columns(values[mask], metrics, f"{group}.",
+                                                 confidence, seed))
+                row[f"{group}.users"] = int(mask[values["replicate"] == 0].sum())
         rows[model] = row
-    best, extra = users[reference], {}
+    averaged = {model: values.groupby("user_id")[metrics].mean()
+                for model, values in users.items()}
+    oracle = _oracle(ceilings)
+    extra = {}
     for model in order:
-        paired = best.merge(users[model], on="user_id", suffixes=("", ".base"))
-        row = {"ri": np.nan if model == reference
-               else relative_improvement(rows[reference], rows[model], metrics)}
+        means = {m: rows[model][f"{m}_mean"] for m in metrics}
+        best = {m: rows[reference][f"{m}_mean"] for m in metrics}
+        row = {"ri": np.nan if model == reference else relative_improvement(best, means,
+                                                                              metrics)}
+        paired = averaged[reference].join(averaged[model], rsuffix=".base", how="inner")
         for m in metrics:
             p = np.nan if model == reference else paired_p_value(paired[m], paired[f"{m}.base"])
             row[f"p.{m}"] = p
             row[f"significant.{m}"] = bool(
                 p < SIGNIFICANCE and paired[m].mean() > paired[f"{m}.base"].mean()
             )
+        for m, value in oracle.items():
+            row[f"oracle_share.{m}"] = rows[model][f"{m}_mean"] / value if value else np.nan
         extra[model] = row
     table = pd.DataFrame.from_dict(rows, orient="index").join(
         pd.DataFrame.from_dict(extra, orient="index")
     )
     table.index.name = "model"
     return table
+
+
+def user_values(ranks: pd.DataFrame, cutoffs: Sequence[int],
+                corrected: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Per user and replicate: HR@N/NDCG@N, the full-ranking metrics (with ``full_rank``) and
+    the corrected sampled metrics (with ``corrected``), plus ``cold`` when known."""
+    values = per_user_metrics(ranks, cutoffs)
+    values.insert(0, "replicate", ranks["replicate"].to_numpy())
+    if "full_rank" in ranks:
+        for name, column in recsys_metrics.full_metrics(ranks["full_rank"].to_numpy()).items():
+            values[name] = column
+    rank = ranks["rank"].to_numpy()
+    for name, table in (corrected or {}).items():
+        values[f"corrected_{name}"] = np.asarray(table)[np.minimum(rank, len(table) - 1)]
+    if "cold" in ranks:
+        values["cold"] = ranks["cold"].to_numpy(bool)
+    return values
+
+
+def _interval_columns(values: pd.DataFrame, columns, prefix: str, confidence: float,
+                      seed: int) -> dict:
+    out = {}
+    replicates = [part for _, part in values.groupby("replicate", sort=True)]
+    for column in columns:
+        per_replicate = [part[column].to_numpy(np.float64) for part in replicates]
+        mean, low, high = intervals.metric_interval(per_replicate, confidence, seed)
+        out[f"{prefix}{column}"] = float(per_replicate[0].mean())
+        out[f"{prefix}{column}_mean"] = mean
+        out[f"{prefix}{column}_ci_low"] = low
+        out[f"{prefix}{column}_ci_high"] = high
+    return out
+
+
+def _oracle(ceilings: pd.DataFrame | None) -> dict:
+    if ceilings is None or ceilings.empty:
+        return {}
+    row = ceilings[(ceilings["ranker"] == "oracle") & (ceilings["subset"] == "all")]
+    if row.empty:
+        return {}
+    return {"hr_at_10": float(row["hr_at_10"].iloc[0]),
+            "ndcg_at_10": float(row["ndcg_at_10"].iloc[0])}
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -127,15 +198,23 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _cells(table: pd.DataFrame, columns: list[str], reference: str | None, star) -> list[list[str]]:
-    best = {c: table[c].max() for c in columns}
+    """Each column's mean (replicate 0's value where no mean exists) ± the half-width of its
+    interval, the best mean in bold, ``*`` on the reference where ``star(column)``."""
+    def mean(column):
+        return table[f"{column}_mean"] if f"{column}_mean" in table else table[column]
+
+    best = {c: mean(c).max() for c in columns}
     rows = []
     for model, row in table.iterrows():
         cells = [str(row.get("name", model))]
         for column in columns:
-            value = row[column]
+            value = row.get(f"{column}_mean", row[column])
             text = "-" if pd.isna(value) else f"{value:.4f}"
+            low, high = row.get(f"{column}_ci_low"), row.get(f"{column}_ci_high")
             if not pd.isna(value) and value == best[column]:
                 text = f"**{text}**"
+            if low is not None and not pd.isna(low) and not pd.isna(high):
+                text += f" ± {(high - low) / 2:.4f}"
             if model == reference and star(column):
                 text += "\\*"
             cells.append(text)
@@ -144,10 +223,13 @@ def _cells(table: pd.DataFrame, columns: list[str], reference: str | None, star)
 
 
 def performance_markdown(table: pd.DataFrame, reference: str = "amr") -> str:
-    """Table 2 as Markdown: HR@N, NDCG@N and RI per model, the best of each column in bold,
-    ``*`` on the reference's cell when its improvement over every baseline is significant
-    (p < 0.05), then the same metrics over cold and over warm test items (4.2)."""
-    metrics = [c for c in table.columns if c.startswith(("hr_at_", "ndcg_at_"))]
+    """Table 2 as Markdown: HR@N, NDCG@N (mean ± half-width of the 95% interval over
+    replicates), RI and the share of the oracle per model, the best mean of each column in
+    bold, ``*`` on the reference's cell when its improvement over every baseline is
+    significant (p < 0.05); the same over cold and warm test items (4.2); then the
+    full-ranking metrics beside the corrected sampled ones."""
+    metrics = [c for c in table.columns if c.startswith(("hr_at_", "ndcg_at_"))
+               and not c.endswith(("_mean", "_ci_low", "_ci_high"))]
     baselines = table.index != reference
 
     def star(metric):
@@ -155,25 +237,47 @@ def performance_markdown(table: pd.DataFrame, reference: str = "amr") -> str:
         return column in table and baselines.any() and bool(table.loc[baselines, column].all())
 
     rows = _cells(table, metrics, reference if reference in table.index else None, star)
+    shares = [c for c in table.columns if c.startswith("oracle_share.")]
     for cells, (model, row) in zip(rows, table.iterrows()):
         cells.append("-" if model == reference or pd.isna(row["ri"]) else f"{row['ri']:.2%}")
+        cells += ["-" if pd.isna(row[c]) else f"{row[c]:.1%}" for c in shares]
+    count = int(table["replicates"].max()) if "replicates" in table else 1
+    interval = (f"the 95% t interval over {count} replicates (training seeds)" if count > 1
+                else "the 95% bootstrap interval over users (one replicate)")
     parts = [
-        _markdown(["Model", *map(label, metrics), "RI"], rows),
+        _markdown(["Model", *map(label, metrics), "RI",
+                   *[f"{label(c.split('.', 1)[1])} / oracle" for c in shares]], rows),
         "",
-        "\\* the improvement over every baseline is statistically significant (paired t-test, "
-        "p < 0.05); RI: the relative improvement of "
-        f"{MODEL_NAMES.get(reference, reference)} over the baseline, averaged over the six "
-        "metrics.",
+        f"Sampled protocol (4.1.2: the test item among 999 sampled negatives); mean ± half-width "
+        f"of {interval}. \\* the improvement over every baseline is statistically significant "
+        "(paired t-test over users on the per-user values averaged over replicates, p < 0.05); "
+        f"RI: the relative improvement of {MODEL_NAMES.get(reference, reference)} over the "
+        "baseline, averaged over the six metrics"
+        + ("; / oracle: the mean as a share of the generator's true-logit ranking."
+           if shares else "."),
     ]
     groups = (("cold", "Cold test items (not in training)"), ("warm", "Warm test items"))
     for group, title in groups:
         columns = [f"{group}.{m}" for m in metrics if f"{group}.{m}" in table]
         if not columns:
             continue
-        count = f"{group}.users"
-        users = f" ({int(table[count].iloc[0]):,} users)" if count in table else ""
+        users = f"{group}.users"
+        users = f" ({int(table[users].iloc[0]):,} users)" if users in table else ""
         rows = _cells(table, columns, None, lambda _: False)
         parts += ["", f"### {title}{users}", "", _markdown(["Model", *map(label, metrics)], rows)]
+    full = [c for c in FULL_METRICS if c in table]
+    corrected = [f"corrected_{m}" for m in CORRECTED_METRICS if f"corrected_{m}" in table]
+    if full or corrected:
+        rows = _cells(table, full + corrected, None, lambda _: False)
+        full_labels = [f"full {label(c[5:])}".replace("RECALL", "Recall") for c in full]
+        header = ["Model", *full_labels,
+                  *[f"corrected sampled {label(c[10:])}" for c in corrected]]
+        parts += ["", "### Full ranking", "", _markdown(header, rows), "",
+                  "Full: the test item ranked among every item the user has not interacted with "
+                  "in the final training data (Recall@20 = HR@20 with one held-out item). "
+                  "Corrected sampled: the sampled rank credited with Krichene and Rendle's "
+                  "bias-variance corrected metric (KDD 2020), an estimate of the full-ranking "
+                  "value from the sampled protocol."]
     return "\n".join(parts) + "\n"
 
 
@@ -202,11 +306,24 @@ def robustness_markdown(
         for epsilon in epsilons:
             for model in models:
                 match = part[(part["model"] == model) & np.isclose(part["epsilon"], epsilon)]
-                cells.append("-" if match.empty else f"{match[drop].iloc[0]:.1%}")
+                cells.append("-" if match.empty else _drop_cell(match[drop].to_numpy()))
         rows.append(cells)
     title = (f"Relative {label(metric)} drop under `{attack}` perturbations of the image "
              "features at test time (Table 3).")
+    count = robustness.groupby("model")["replicate"].nunique().max() if (
+        "replicate" in robustness) else 1
+    if count > 1:
+        title += (f" Mean ± half-width of the 95% t interval over {count} replicates "
+                  "(training seeds).")
     return title + "\n\n" + _markdown(header, rows) + "\n"
+
+
+def _drop_cell(drops: np.ndarray) -> str:
+    """One relative drop, or the mean ± half-width of the t interval over replicates."""
+    mean, low, high = intervals.t_interval(drops)
+    if len(drops) < 2 or np.isnan(low):
+        return f"{mean:.1%}"
+    return f"{mean:.1%} ± {(high - low) / 2:.1%}"
 
 
 def dataset_statistics(interactions: pd.DataFrame, n_users: int, n_items: int,

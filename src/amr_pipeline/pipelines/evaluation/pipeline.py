@@ -9,11 +9,13 @@ from kedro.pipeline import Node, Pipeline
 from .nodes import evaluate_model, evaluate_robustness
 
 
-def evaluation_pipeline(model: str, *, visual: bool) -> Pipeline:
-    """Rank the stored test candidates with ``<model>``'s factor tables."""
+def evaluation_pipeline(model: str, *, visual: bool, replicated: bool = True) -> Pipeline:
+    """Rank the stored test candidates, and the full catalogue, with ``<model>``'s factor
+    tables and those of its replicates (``replicated``: the model has ``<model>.replicates``)."""
     inputs = {
         "test_candidates": "test_candidates",
         "items": "final_items",
+        "train": "final_train",
         "user_factors": f"{model}.user_factors",
         "item_factors": f"{model}.item_factors",
         "parameters": "params:evaluation",
@@ -21,12 +23,14 @@ def evaluation_pipeline(model: str, *, visual: bool) -> Pipeline:
     if visual:
         inputs["feature_projection"] = f"{model}.feature_projection"
         inputs["item_features"] = "item_features"
+    if replicated:
+        inputs["replicates"] = f"{model}.replicates"
     return Pipeline(
         [
             Node(
-                evaluate_model,
+                partial(evaluate_model, model_name=model),
                 inputs,
-                [f"{model}.ranks", f"{model}.metrics"],
+                [f"{model}.ranks", f"{model}.replicate_ranks", f"{model}.metrics"],
                 name=f"evaluate_{model}",
                 namespace=model,
             )
@@ -50,6 +54,7 @@ def robustness_pipeline(model: str) -> Pipeline:
                     "feature_projection": f"{model}.feature_projection",
                     "item_features": "item_features",
                     "parameters": "params:robustness",
+                    "replicates": f"{model}.replicates",
                 },
                 [f"{model}.robustness", f"{model}.robustness_ranks", f"{model}.robustness_metrics"],
                 name=f"attack_{model}",

@@ -15,10 +15,35 @@ from amr_pipeline.vision import pixel_attack
 from amr_pipeline.vision.resnet import build_resnet50, load_image
 
 
-def performance_report(parameters: dict, **ranks: pd.DataFrame):
-    """Table 2 (4.2): HR/NDCG@5/10/20 per model, over all, cold and warm test items, AMR's RI
-    over each baseline and paired t-tests on the per-user values."""
-    table = tables.performance_table(ranks, reference="amr", cutoffs=tuple(parameters["cutoffs"]))
+def performance_report(parameters: dict, n_negatives: int, items: pd.DataFrame,
+                       train: pd.DataFrame, ceilings: pd.DataFrame | None = None,
+                       **ranks: pd.DataFrame | dict):
+    """Table 2 (4.2): HR/NDCG@5/10/20 per model over all, cold and warm test items (mean and
+    95% interval over replicates), AMR's RI over each baseline and paired t-tests on the
+    per-user values; the full-ranking metrics beside the sampled ones corrected for sampling
+    (Krichene and Rendle's BV estimator with ``parameters["corrected_gamma"]``).
+
+    ``ranks`` holds ``<model>`` (replicate 0's ranks) and ``<model>_replicates`` (the other
+    replicates' ranks, as :class:`~amr_pipeline.datasets.stores.ReplicateTablesDataset`
+    loads them)."""
+    by_model = {}
+    for model, frame in ranks.items():
+        if model.endswith("_replicates"):
+            continue
+        others = ranks.get(f"{model}_replicates") or {}
+        blocks = [frame.assign(replicate=0)] + [
+            stored[f"{model}_ranks"].assign(replicate=k) for k, stored in sorted(others.items())
+        ]
+        by_model[model] = pd.concat(blocks, ignore_index=True)
+    seen = train.groupby("user_id").size().reindex(range(int(train["user_id"].max()) + 1),
+                                                  fill_value=0)
+    negatives = int(np.median(len(items) - 1 - seen.to_numpy()))
+    corrected = {metric: metrics.corrected_metric(metric, negatives, int(n_negatives),
+                                                  parameters.get("corrected_gamma", 0.1))
+                 for metric in tables.CORRECTED_METRICS}
+    table = tables.performance_table(
+        by_model, reference="amr", cutoffs=tuple(parameters["cutoffs"]), corrected=corrected,
+        ceilings=ceilings, seed=parameters.get("bootstrap_seed", 0))
     return table.reset_index(names="model"), tables.performance_markdown(table)
 
 

@@ -12,7 +12,11 @@ PAPER_MODELS = ("pop", "mf_eals", "mf_bpr", "duif", "vbpr", "amr")
 
 def performance_pipeline(models=PAPER_MODELS) -> Pipeline:
     """Table 2 from every model's test ranks."""
-    inputs = {"parameters": "params:evaluation", **{m: f"{m}.ranks" for m in models}}
+    inputs = {"parameters": "params:evaluation",
+              "n_negatives": "params:data_processing.candidates.n_negatives",
+              "items": "final_items", "train": "final_train",
+              **{m: f"{m}.ranks" for m in models},
+              **{f"{m}_replicates": f"{m}.replicate_ranks" for m in models}}
     return Pipeline(
         [Node(performance_report, inputs, ["performance_table", "table2_markdown"],
               name="table_2_performance")],

@@ -10,7 +10,7 @@ import pandas as pd
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys import eals
 from amr_pipeline.recsys.models import FactorModel, popularity_model
-from amr_pipeline.recsys.train import train_bpr
+from amr_pipeline.recsys.replicates import check_replicates, replicate_seed, train_replicates
 from amr_pipeline.vision.feature_file import ItemRows
 
 logger = logging.getLogger(__name__)
@@ -81,44 +81,67 @@ def train_model(
     initial_item_factors: pd.DataFrame | None = None,
     initial_feature_projection: pd.DataFrame | None = None,
     checkpoint=None,
+    replicates: int = 1,
+    initial_replicates: dict | None = None,
 ) -> dict:
-    """Train MF-BPR, DUIF, VBPR or AMR (``parameters["model"]``); return the factor tables of
-    the best validation epoch, the training history and its MLflow metric history.
+    """Train MF-BPR, DUIF, VBPR or AMR (``parameters["model"]``) ``replicates`` times with
+    different seeds (:mod:`amr_pipeline.recsys.replicates`); return replicate 0's factor tables
+    of the best validation epoch, its training history and MLflow metric history, and the
+    other replicates' tables (``{k: tables}``).
 
     ``initial_*`` tables chain the paper's initialisation: VBPR starts from MF-BPR's p_u, q_i,
     AMR from VBPR (Algorithm 1, line 1), DUIF optionally from MF-BPR's p_u
-    (``initialise_users``).
+    (``initialise_users``); replicate ``k`` starts from ``initial_replicates[k]``.
     """
     parameters = dict(parameters)
     initialise_users = parameters.pop("initialise_users", True)
     if validation_candidates is not None and validation_candidates.empty:
         validation_candidates = None  # final fit on train + validation: nothing held out
-    initial = None
+    initials = [None] * replicates
     if initial_user_factors is not None and initialise_users:
-        initial = _initial_model(
-            initial_user_factors, initial_item_factors, initial_feature_projection, len(items)
-        )
+        starts = [{"user_factors": initial_user_factors, "item_factors": initial_item_factors,
+                   "feature_projection": initial_feature_projection}]
+        starts += [_replicate_tables(initial_replicates, k, starts[0])
+                   for k in range(1, replicates)]
+        initials = [_initial_model(start["user_factors"], start["item_factors"],
+                                   start["feature_projection"], len(items))
+                    for start in starts]
     features = None if item_features is None else feature_matrix(item_features, items)
-    result = train_bpr(
+    results = train_replicates(
         train,
         len(users),
         len(items),
         params=parameters,
+        replicates=replicates,
         features=features,
-        initial=initial,
+        initials=initials,
         validation_candidates=validation_candidates,
         checkpoint=checkpoint,
     )
+    result = results[0]
     logger.info(
-        "%s: best epoch %d of %d by validation %s.",
+        "%s: best epoch %d of %d by validation %s (%d replicates).",
         parameters["model"], result.best_epoch, parameters["epochs"],
-        parameters.get("selection_metric", "ndcg_at_10"),
+        parameters.get("selection_metric", "ndcg_at_10"), replicates,
     )
     return {
         **model_frames(result.model),
         "history": result.history,
         "history_metrics": history_metrics(result.history),
+        "replicates": {k: model_frames(other.model) for k, other in enumerate(results) if k},
     }
+
+
+def _replicate_tables(stored: dict | None, replicate: int, like: dict) -> dict:
+    """Replicate ``k``'s tables of the model a model starts from (only the tables it uses)."""
+    tables = (stored or {}).get(replicate)
+    if tables is None:
+        raise ConfigurationError(
+            f"replicate {replicate} of the model this one starts from is missing: run the "
+            "pipeline from that model with the same `replicates`"
+        )
+    return {name: (tables.get(name) if frame is not None else None)
+            for name, frame in like.items()}
 
 
 def _initial_model(user_factors, item_factors, feature_projection, n_items):
@@ -153,16 +176,22 @@ def fit_eals(
     items: pd.DataFrame,
     validation_candidates: pd.DataFrame,
     parameters: dict,
+    replicates: int = 1,
 ) -> dict:
     """MF-eALS (He et al., SIGIR'16): element-wise ALS with popularity-weighted missing data;
-    the best iteration on the validation candidates is kept."""
+    the best iteration on the validation candidates is kept. Replicate ``k`` starts from the
+    seed ``seed + 1000 k`` (:func:`~amr_pipeline.recsys.replicates.replicate_seed`)."""
     if validation_candidates is not None and validation_candidates.empty:
         validation_candidates = None
-    result = eals.train_eals(
-        train, len(users), len(items), validation_candidates=validation_candidates, **parameters
-    )
+    results = [
+        eals.train_eals(train, len(users), len(items), validation_candidates=validation_candidates,
+                        **{**parameters,
+                           "seed": replicate_seed(parameters.get("seed", 0), replicate)})
+        for replicate in range(check_replicates(replicates))
+    ]
     return {
-        **model_frames(result.model),
-        "history": result.history,
-        "history_metrics": history_metrics(result.history),
+        **model_frames(results[0].model),
+        "history": results[0].history,
+        "history_metrics": history_metrics(results[0].history),
+        "replicates": {k: model_frames(other.model) for k, other in enumerate(results) if k},
     }

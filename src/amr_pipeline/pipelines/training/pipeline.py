@@ -49,15 +49,18 @@ def bpr_model_pipeline(model: str, *, visual: bool, initialise_from: str | None 
         "validation_candidates": "selection_candidates",
         "parameters": f"{model}.settings",
         "checkpoint": f"{model}.checkpoint",
+        "replicates": "params:replicates",
     }
     if visual:
         inputs["item_features"] = "item_features"
     if initialise_from:
         for table in initial_tables:
             inputs[f"initial_{table}"] = f"{initialise_from}.{table}"
+        inputs["initial_replicates"] = f"{initialise_from}.replicates"
     outputs = {table: f"{model}.{table}" for table in FACTOR_TABLES[: 3 if visual else 2]}
     outputs["history"] = f"{model}.training_history"
     outputs["history_metrics"] = f"{model}.training_curves"
+    outputs["replicates"] = f"{model}.replicates"
     return Pipeline(
         [Node(train_model, inputs, outputs, name=f"train_{model}", namespace=model)],
         tags=["training", model],
@@ -79,12 +82,13 @@ def closed_form_pipeline() -> Pipeline:
             Node(
                 fit_eals,
                 ["final_train", "users", "final_items", "selection_candidates",
-                 "mf_eals.settings"],
+                 "mf_eals.settings", "params:replicates"],
                 {
                     "user_factors": "mf_eals.user_factors",
                     "item_factors": "mf_eals.item_factors",
                     "history": "mf_eals.training_history",
                     "history_metrics": "mf_eals.training_curves",
+                    "replicates": "mf_eals.replicates",
                 },
                 name="fit_mf_eals",
                 namespace="mf_eals",

@@ -4,13 +4,10 @@ MLflow child run under the ``kedro run`` (nested runs, validation curve as metri
 from __future__ import annotations
 
 import logging
-import time
 
-import mlflow
 import pandas as pd
-from mlflow.entities import Metric, Param
 
-from amr_pipeline.pipelines import mlflow_metrics
+from amr_pipeline.pipelines import log_child_run, mlflow_metrics
 from amr_pipeline.pipelines.training.nodes import feature_matrix
 from amr_pipeline.recsys import metrics, tuning
 from amr_pipeline.reporting import figures
@@ -21,33 +18,21 @@ _CURVES = (("loss", "train.loss"), ("hr_at_10", "validation.hr_at_10"),
            ("ndcg_at_10", "validation.ndcg_at_10"))
 
 
-def log_child_run(model: str, trial: tuning.Trial) -> None:
+def log_trial(model: str, trial: tuning.Trial) -> None:
     """One MLflow child run per setting under the active run (nothing when MLflow is off)."""
-    if mlflow.active_run() is None:
-        return
-    client = mlflow.MlflowClient()
-    parent = mlflow.active_run().info
     name = f"{trial.stage} " + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in trial.setting.items())
-    child = client.create_run(parent.experiment_id, run_name=name,
-                              tags={"mlflow.parentRunId": parent.run_id, "model": model,
-                                    "stage": trial.stage})
-    now = int(time.time() * 1000)
-    values = [Metric("validation.selected_score", float(trial.score), now, 0),
-              Metric("best_epoch", float(trial.best_epoch), now, 0)]
-    for column, key in _CURVES:
-        if column in trial.history:
-            for epoch, value in trial.history[["epoch", column]].dropna().to_numpy():
-                values.append(Metric(key, float(value), now, int(epoch)))
-    params = [Param(k, str(v)) for k, v in {"model": model, **trial.setting}.items()]
-    client.log_batch(child.info.run_id, metrics=values, params=params)
-    client.set_terminated(child.info.run_id, "FAILED" if trial.diverged else "FINISHED")
+    histories = {key: trial.history[["epoch", column]].dropna().to_numpy().tolist()
+                 for column, key in _CURVES if column in trial.history}
+    log_child_run(name, {"model": model, "stage": trial.stage}, {"model": model, **trial.setting},
+                  {"validation.selected_score": trial.score, "best_epoch": trial.best_epoch},
+                  histories, failed=trial.diverged)
 
 
 def _tuner(model, train, users, items, validation_candidates, parameters, item_features=None):
     features = None if item_features is None else feature_matrix(item_features, items)
     return tuning.BPRTuner(train, len(users), len(items), parameters, validation_candidates,
-                           features, on_trial=lambda trial: log_child_run(model, trial))
+                           features, on_trial=lambda trial: log_trial(model, trial))
 
 
 def selected_setting(trials: list[tuning.Trial], base: dict) -> dict:
@@ -102,7 +87,7 @@ def tune_mf_eals(train, users, items, validation_candidates, parameters: dict,
         train, len(users), len(items), {**parameters, "eval_every": tuning_params["eval_every"]},
         validation_candidates, tuning_params["eals_grids"],
         max_extensions=tuning_params["max_extensions"],
-        on_trial=lambda trial: log_child_run("mf_eals", trial))
+        on_trial=lambda trial: log_trial("mf_eals", trial))
     return tuning.trials_table(trials).assign(model="mf_eals"), selected_setting(trials,
                                                                                  parameters)
 
