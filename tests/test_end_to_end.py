@@ -49,6 +49,8 @@ def project(tmp_path_factory) -> Path:
         else:
             shutil.copy2(source, copy / name)
     (copy / "conf" / "local").mkdir()
+    # two replicates are enough to check the mechanism (the demo's default is 5)
+    (copy / "conf" / "local" / "parameters_replicates.yml").write_text("replicates: 2\n")
     quick = copy / "conf" / "quick_tuning"
     quick.mkdir()
     (quick / "parameters_tuning.yml").write_text(QUICK_TUNING)
@@ -106,8 +108,43 @@ def test_default_run_writes_every_model_and_report(project):
             assert np.asarray(picture.convert("L")).std() > 5, f"{name} is blank"
     table2 = (reports / "table2.md").read_text()
     amr = table.set_index("model").loc["amr"]
-    assert f"{amr['hr_at_10']:.4f}" in table2, "Table 2 shows the evaluated numbers"
-    assert "VBPR" in (reports / "table3.md").read_text()
+    half = (amr["hr_at_10_ci_high"] - amr["hr_at_10_ci_low"]) / 2
+    assert f"{amr['hr_at_10_mean']:.4f} ± {half:.4f}" in table2, "Table 2: mean ± interval"
+    assert "### Full ranking" in table2
+    table3 = (reports / "table3.md").read_text()
+    assert "VBPR" in table3 and "±" in table3 and "2 replicates" in table3
+
+
+def test_replicates_are_stored_evaluated_and_aggregated(project):
+    """Replicate 0 keeps the usual paths, replicate 1 sits under replicates/1/; Table 2's mean
+    is the mean of both replicates' metrics; one MLflow child run per model and replicate."""
+    data = project / "data"
+    table = pd.read_parquet(data / "08_reporting/demo/performance_table.parquet").set_index(
+        "model")
+    assert (table.loc[["mf_bpr", "duif", "vbpr", "amr", "mf_eals"], "replicates"] == 2).all()
+    assert table.loc["pop", "replicates"] == 1, "POP has no training randomness"
+    for model in ("mf_bpr", "vbpr", "amr"):
+        assert (data / f"06_models/demo/{model}/replicates/1/user_factors.parquet").is_file()
+        first = pd.read_parquet(data / f"07_model_output/demo/{model}_ranks.parquet")
+        second = pd.read_parquet(
+            data / f"07_model_output/demo/replicates/1/{model}_ranks.parquet")
+        assert not (data / f"06_models/demo/{model}/replicates/2").exists()
+        means = [(ranks["rank"] < 10).mean() for ranks in (first, second)]
+        assert table.loc[model, "hr_at_10_mean"] == pytest.approx(np.mean(means))
+        assert table.loc[model, "hr_at_10_ci_low"] <= np.mean(means)
+        assert (first["full_rank"] >= first["rank"]).all()
+        assert table.loc[model, "full_hr_at_10"] == pytest.approx((first["full_rank"] < 10).mean())
+    for column in ("full_ndcg_at_10_mean", "full_recall_at_20_ci_high", "corrected_hr_at_10_mean",
+                   "cold.ndcg_at_10_ci_low"):
+        assert table[column].notna().all(), column
+    runs = _runs(project)
+    parent = runs[runs["tags.pipeline"] == "__default__"].iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    counts = children.groupby("tags.model")["tags.replicate"].apply(sorted).to_dict()
+    assert counts == {**{m: ["0", "1"] for m in ("mf_bpr", "duif", "vbpr", "amr", "mf_eals")},
+                      "pop": ["0"]}
+    amr = children[(children["tags.model"] == "amr") & (children["tags.replicate"] == "1")]
+    assert amr["metrics.hr_at_10"].iloc[0] == pytest.approx((second["rank"] < 10).mean())
 
 
 def test_the_final_models_use_the_settings_tuning_selected(project):
@@ -238,7 +275,8 @@ def test_two_runs_compare_in_mlflow(project):
     for epsilon in ("0.05", "0.5"):
         kedro(project, "run", "--pipeline=amr", "--params=tuning.use_selected=false,"
               f"training.amr.epsilon={epsilon},training.amr.epochs=4")
-    runs = _runs(project).tail(2)
+    runs = _runs(project)
+    runs = runs[runs["tags.mlflow.parentRunId"].isna()].tail(2)
     assert list(runs["params.training.amr.epsilon"]) == ["0.05", "0.5"]
     keys = [{c for c in runs.columns if c.startswith("metrics.amr.") and pd.notna(row[c])}
             for _, row in runs.iterrows()]

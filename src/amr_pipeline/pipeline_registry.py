@@ -3,8 +3,9 @@
 - ``data_processing``: raw dump -> split and candidates.
 - ``features``: item images -> ResNet-50 features.
 - ``amr``: what AMR needs (data, features, MF-BPR -> VBPR -> AMR with the selected or pinned
-  settings, on the final-fit data), its evaluation and the
-  robustness report (Table 3, Figures 4-5).
+  settings, on the final-fit data), its evaluation, the
+  robustness report (Table 3, Figures 4-5) and the ceilings (test candidates ranked by the demo
+  generator's true logit and its terms; popularity only on real data).
 - ``baselines``: POP, MF-eALS, MF-BPR and DUIF with their evaluation.
 - ``tuning``: the paper's grid search on validation (4.1.4), writing the selected settings
   that the training pipelines read, and Figures 6-7.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from amr_pipeline.pipelines import data_processing, features, reporting, tuning
+from amr_pipeline.pipelines import ceilings, data_processing, features, reporting, tuning
 from amr_pipeline.pipelines.evaluation import evaluation_pipeline, robustness_pipeline
 from amr_pipeline.pipelines.training import (
     bpr_model_pipeline,
@@ -48,6 +49,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         + _trained_and_evaluated("amr", visual=True, initialise_from="vbpr")
         + robustness_pipeline("vbpr")
         + robustness_pipeline("amr")
+        + ceilings.create_pipeline()
         + reporting.robustness_report_pipeline()
     )
     baselines = (

@@ -14,7 +14,7 @@ def performance_pipeline(models=PAPER_MODELS) -> Pipeline:
     """Table 2 from every model's test ranks."""
     inputs = {"parameters": "params:evaluation",
               "n_negatives": "params:data_processing.candidates.n_negatives",
-              "items": "final_items", "train": "final_train",
+              "items": "final_items", "train": "final_train", "ceilings": "ceilings",
               **{m: f"{m}.ranks" for m in models},
               **{f"{m}_replicates": f"{m}.replicate_ranks" for m in models}}
     return Pipeline(
