@@ -188,6 +188,11 @@ def test_tuning_is_one_parent_run_with_a_child_per_setting(project):
     curve = client.get_metric_history(child["run_id"], "validation.ndcg_at_10")
     assert [m.step for m in curve] == [0, 3, 6], "epoch 0 and every eval_every epochs"
     best = trials.loc[trials[trials.model == "amr"].score.idxmax()]
+    amr = trials[trials.model == "amr"]  # Figures 6-7: per-user bootstrap intervals
+    for curve in ("validation", "test"):
+        assert (amr[f"{curve}_ndcg_at_10_ci_low"] <= amr[f"{curve}_ndcg_at_10_ci_high"]).all()
+    assert (amr["test_hr_at_10_ci_low"] <= amr["test_hr_at_10"]).all()
+    assert (amr["test_hr_at_10"] <= amr["test_hr_at_10_ci_high"]).all()
     assert _selected(project)["training"]["amr"]["epsilon"] == best["epsilon"]
     reports = project / "data/08_reporting/demo"
     for name in ("figure6_epsilon", "figure7_adversarial_weight"):
@@ -256,7 +261,7 @@ def test_mlflow_holds_metrics_params_tags_and_artifacts(project):
     assert run["metrics.features.computed"] == 0, "the second run reuses the feature cache"
     assert run["tags.dataset"] == "demo"
     assert run["tags.pipeline"] == "__default__"
-    assert run["params.training.amr.epsilon"] == "0.1"
+    assert run["params.training.amr.epsilon"] == "1.0"
     client = mlflow.MlflowClient()
     history = client.get_metric_history(run["run_id"], "amr.train.loss")
     stored = pd.read_parquet(project / "data/07_model_output/demo/amr_training_history.parquet")

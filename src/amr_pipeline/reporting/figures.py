@@ -149,16 +149,23 @@ def pixel_attack_figure(
 def hyper_parameter_figure(trials: pd.DataFrame, parameter: str, title: str,
                            metrics: Sequence[str] = ("hr_at_10", "ndcg_at_10")) -> Figure:
     """Figures 6-7 (RQ3): HR@10 and NDCG@10 against one hyper-parameter (log axis), others
-    fixed: validation (the tuning score) solid, test dashed when ``test_<metric>`` exists."""
+    fixed: validation (the tuning score) solid, test dashed when ``test_<metric>`` exists, each
+    with a band where ``<curve>_<metric>_ci_low`` / ``_ci_high`` exist (one run per setting:
+    the per-user bootstrap interval)."""
     _require(trials, {parameter, *(f"validation_{m}" for m in metrics)}, "hyper_parameter_figure")
     ordered = trials.sort_values(parameter)
     figure = Figure(figsize=(5 * len(metrics), 3.8), layout="constrained")
     for axes, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
-        axes.plot(ordered[parameter], ordered[f"validation_{metric}"], marker="o",
-                  label="AMR, validation")
-        if f"test_{metric}" in ordered:
-            axes.plot(ordered[parameter], ordered[f"test_{metric}"], marker="s",
-                      linestyle="--", label="AMR, test")
+        for curve, marker, style in (("validation", "o", "-"), ("test", "s", "--")):
+            column = f"{curve}_{metric}"
+            if column not in ordered:
+                continue
+            line, = axes.plot(ordered[parameter], ordered[column], marker=marker,
+                              linestyle=style, label=f"AMR, {curve}")
+            if f"{column}_ci_low" in ordered:
+                axes.fill_between(ordered[parameter], ordered[f"{column}_ci_low"],
+                                  ordered[f"{column}_ci_high"], color=line.get_color(),
+                                  alpha=0.15)
         axes.set_xscale("log")
         axes.set(xlabel=title, ylabel=label(metric), title=label(metric))
         axes.legend()

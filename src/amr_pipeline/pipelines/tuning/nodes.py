@@ -10,7 +10,7 @@ import pandas as pd
 from amr_pipeline.pipelines import log_child_run, mlflow_metrics
 from amr_pipeline.pipelines.training.nodes import feature_matrix
 from amr_pipeline.recsys import metrics, tuning
-from amr_pipeline.reporting import figures
+from amr_pipeline.reporting import figures, intervals, tables
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ def tune_bpr_model(train, users, items, validation_candidates, parameters: dict,
 def tune_amr(train, users, items, validation_candidates, test_candidates, item_features,
              parameters: dict, tuning_params: dict, vbpr_model, vbpr_setting: dict):
     """AMR from the tuned VBPR: ε at λ = 1, then λ at the best ε (VBPR's η and β). Each
-    setting's selected model is also ranked on the test candidates, for Figures 6-7."""
+    setting's selected model is also ranked on the test candidates, for Figures 6-7, with the
+    per-user bootstrap interval of its validation and test HR@10 and NDCG@10 (one run per
+    setting: replicating the grid would multiply tuning time)."""
     tuner = _tuner("amr", train, users, items, validation_candidates,
                    {**parameters, "epochs": tuning_params["epochs"]["amr"],
                     "eval_every": tuning_params["eval_every"]}, item_features)
@@ -71,12 +73,20 @@ def tune_amr(train, users, items, validation_candidates, test_candidates, item_f
                              max_extensions=tuning_params["max_extensions"])
     table = tuning.trials_table(trials).assign(model="amr")
     grouped = metrics.grouped_candidates(test_candidates)
+    validation = metrics.grouped_candidates(validation_candidates)
     for row, trial in enumerate(trials):
-        if trial.model is not None:
-            summary = metrics.summarise(
-                metrics.rank_candidates(trial.model, tuner.features, grouped), (10,))
-            table.loc[row, ["test_hr_at_10", "test_ndcg_at_10"]] = (
-                summary["hr_at_10"], summary["ndcg_at_10"])
+        if trial.model is None:
+            continue
+        for curve, candidates in (("test", grouped), ("validation", validation)):
+            ranks = metrics.rank_candidates(trial.model, tuner.features, candidates)
+            per_user = tables.per_user_metrics(ranks, (10,))
+            for metric in ("hr_at_10", "ndcg_at_10"):
+                mean, low, high = intervals.bootstrap_interval(
+                    per_user[metric].to_numpy(), seed=tuning_params.get("bootstrap_seed", 0))
+                if curve == "test":
+                    table.loc[row, f"test_{metric}"] = mean
+                table.loc[row, [f"{curve}_{metric}_ci_low", f"{curve}_{metric}_ci_high"]] = (
+                    low, high)
     return table, selected_setting(trials, parameters)
 
 
