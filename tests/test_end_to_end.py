@@ -254,8 +254,9 @@ def test_mlflow_holds_metrics_params_tags_and_artifacts(project):
             assert f"metrics.{model}.ndcg_at_{cutoff}" in run
     assert "metrics.vbpr.robust.fgm_train.eps_0.1.ndcg_at_10" in run
     features = runs[runs["tags.pipeline"] == "tuning"].iloc[0]  # the run that extracted them
-    assert features["metrics.features.int8"] == 1.0, "the demo's features are int8"
-    assert features["metrics.features.int8_min_cosine"] >= 0.999
+    # int8 is kept exactly when it passes the float32 check (on the demo it may fall back)
+    passed = features["metrics.features.int8_min_cosine"] >= 0.999
+    assert features["metrics.features.int8"] == float(passed)
     assert features["metrics.features.computed"] == features["metrics.features.items"]
     assert features["metrics.features.inference_precision_bits"] == 32
     assert run["metrics.features.computed"] == 0, "the second run reuses the feature cache"
