@@ -31,6 +31,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.item_features import take_rows
 from amr_pipeline.recsys import metrics
 from amr_pipeline.recsys.adversary import Adversary, gradient_factors, make_adversary
 from amr_pipeline.recsys.models import (
@@ -42,7 +43,6 @@ from amr_pipeline.recsys.models import (
     warm_item_mask,
 )
 from amr_pipeline.recsys.sampling import NegativeSampler
-from amr_pipeline.vision.feature_file import take_rows
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +218,8 @@ class BPRTrainer:
         adversary: Adversary | None = None,
     ):
         """``features``: (n_items, D) raw c_i, a NumPy array or anything with ``take(rows)``
-        and ``[start:stop]`` slicing (:class:`~amr_pipeline.vision.feature_file.ItemRows`,
-        :class:`~amr_pipeline.vision.feature_file.MappedFeatures`)."""
+        and ``[start:stop]`` slicing (:class:`~amr_pipeline.item_features.ItemRows`,
+        :class:`~amr_pipeline.item_features.MappedFeatures`)."""
         config.validate()
         self.config, self.n_users, self.n_items = config, int(n_users), int(n_items)
         _check_pairs(train, n_users, n_items)
@@ -598,7 +598,7 @@ def train_bpr(
     is recorded and passed to ``on_epoch_end(epoch, record)``; every ``checkpoint_every``
     epochs all state is saved to ``checkpoint``, from which a restarted call resumes.
     ``features`` (visual models): the raw c_i, a NumPy matrix or rows read on demand
-    (:class:`~amr_pipeline.vision.feature_file.ItemRows` over a memory-mapped file)."""
+    (:class:`~amr_pipeline.item_features.ItemRows` over a memory-mapped file)."""
     config = TrainConfig.from_params(params)
     trainer = BPRTrainer(config, train, n_users, n_items, features, initial, adversary)
     return fit(trainer, features=features, validation_candidates=validation_candidates,

@@ -436,7 +436,8 @@ def compact_parts(
     Items without a readable image raise :class:`RawDataError` (``on_missing_image: fail``)
     or are left out with a warning (``drop``), before anything is written.
     """
-    from amr_pipeline.readers.features import ItemFeatures, check_on_missing, format_problems
+    from amr_pipeline.item_features import ItemFeatures
+    from amr_pipeline.readers.features import check_on_missing, format_problems
 
     check_on_missing(on_missing_image, "on_missing_image")
     absent = [name for name in plan["part"] if name not in parts]

@@ -36,8 +36,9 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
+from amr_pipeline.item_features import ItemFeatures
 from amr_pipeline.readers import paths
-from amr_pipeline.readers.features import ItemFeatures, check_on_missing, format_problems
+from amr_pipeline.readers.features import check_on_missing, format_problems
 from amr_pipeline.vision import quantization
 
 logger = logging.getLogger(__name__)
