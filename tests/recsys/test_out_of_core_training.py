@@ -13,7 +13,8 @@ from amr_pipeline.item_features import (
     open_feature_file,
     write_feature_file,
 )
-from amr_pipeline.recsys.train import BPRTrainer, CheckpointStore, TrainConfig, train_bpr
+from amr_pipeline.recsys.checkpoints import CheckpointStore
+from amr_pipeline.recsys.train import BPRTrainer, TrainConfig, train_bpr
 
 from . import planted_data
 
