@@ -49,7 +49,8 @@ from amr_pipeline.readers.features import (
     read_mcauley_features,
     read_npy_features,
 )
-from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
+from amr_pipeline.vision.feature_cache import FeatureCache
+from amr_pipeline.vision.images import ImageFolder
 
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
 

@@ -12,7 +12,8 @@ from amr_pipeline.recsys.stored import history_metrics, load_model
 from amr_pipeline.recsys.train import train_bpr
 from amr_pipeline.reporting import figures, tables
 from amr_pipeline.vision import pixel_attack
-from amr_pipeline.vision.resnet import build_resnet50, load_image
+from amr_pipeline.vision.images import load_image
+from amr_pipeline.vision.network import build_resnet50
 
 
 def performance_report(parameters: dict, n_negatives: int, items: pd.DataFrame,
