@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.item_features import take_rows
+from amr_pipeline.models_table import BPR_MODELS
 from amr_pipeline.recsys import metrics
 from amr_pipeline.recsys.adversary import Adversary, gradient_factors, make_adversary
 from amr_pipeline.recsys.checkpoints import (
@@ -49,7 +50,7 @@ from amr_pipeline.recsys.sampling import NegativeSampler
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("mf_bpr", "duif", "vbpr", "amr")
+MODELS = BPR_MODELS  # mf_bpr, duif, vbpr, amr (amr_pipeline.models_table)
 _SELECTION_METRICS = ("hr_at_10", "ndcg_at_10")
 _DENSE_CATALOGUE = 16  # validation scores every item when items <= 16 x candidates per user
 FEATURE_GATHERS = ("host", "graph")

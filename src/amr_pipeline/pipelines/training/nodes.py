@@ -9,6 +9,7 @@ import pandas as pd
 
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.item_features import feature_matrix
+from amr_pipeline.models_table import TUNED_MODELS
 from amr_pipeline.recsys import eals
 from amr_pipeline.recsys.models import FactorModel, popularity_model
 from amr_pipeline.recsys.replicates import check_replicates, replicate_seed, train_replicates
@@ -17,7 +18,6 @@ from amr_pipeline.recsys.stored import history_metrics
 logger = logging.getLogger(__name__)
 
 
-TUNED_MODELS = ("mf_bpr", "duif", "vbpr", "amr", "mf_eals")
 FINAL_FITS = ("train_and_validation", "train")
 
 
