@@ -71,7 +71,7 @@ def full_ranking_seconds(project: Path) -> tuple[float, float, int, int]:
     """Seconds to rank AMR's test items over the full catalogue and over the 1,000 sampled
     candidates, from the stored tables (the evaluation node's two calls)."""
     from amr_pipeline.datasets.features import FeatureMatrixDataset
-    from amr_pipeline.pipelines.training.nodes import feature_matrix
+    from amr_pipeline.item_features import feature_matrix
     from amr_pipeline.recsys import metrics
     from amr_pipeline.recsys.models import FactorModel
 

@@ -73,7 +73,7 @@ def _child(arguments) -> None:
     """One mode in a fresh process; prints a JSON line of its figures."""
     sampler = _AnonymousPeak()
     from amr_pipeline.datasets.features import FeatureMatrixDataset
-    from amr_pipeline.pipelines.training.nodes import feature_matrix
+    from amr_pipeline.item_features import feature_matrix
     from amr_pipeline.recsys.train import BPRTrainer, TrainConfig
 
     work = Path(arguments.work)
@@ -113,7 +113,7 @@ def _child(arguments) -> None:
 
 def _prepare(arguments, work: Path) -> int:
     from amr_pipeline.datasets.features import FeatureMatrixDataset
-    from amr_pipeline.readers.features import ItemFeatures
+    from amr_pipeline.item_features import ItemFeatures
 
     rng = np.random.default_rng(0)
     popularity = 1.0 / np.arange(1, arguments.items + 1) ** 0.6

@@ -229,7 +229,7 @@ def test_stored_factors_reproduce_the_stored_ranks_without_tensorflow(project):
     model = FactorModel.from_frames(*(pd.read_parquet(models / f"{table}.parquet") for table in
                                       ("user_factors", "item_factors", "feature_projection")))
     from amr_pipeline.datasets.features import FeatureMatrixDataset
-    from amr_pipeline.vision.feature_file import MappedFeatures
+    from amr_pipeline.item_features import MappedFeatures
 
     rows = FeatureMatrixDataset(str(project / "data/04_feature/demo/item_features.arrow")).load()
     assert isinstance(rows.features, MappedFeatures)  # the catalog maps the file

@@ -10,12 +10,16 @@
 - ``tuning``: the paper's grid search on validation (4.1.4), writing the selected settings
   that the training pipelines read, and Figures 6-7.
 - ``__default__``: everything but tuning, with Tables 1-2, Figure 3 and Figure 1.
+
+Which models there are, what each starts from, and which are tuned, replicated and attacked
+comes from :mod:`amr_pipeline.models_table`.
 """
 
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
+from amr_pipeline.models_table import ATTACKED_MODELS, BPR, BY_NAME, CLOSED_FORM, MODELS, chain
 from amr_pipeline.pipelines import ceilings, data_processing, features, reporting, tuning
 from amr_pipeline.pipelines.evaluation import evaluation_pipeline, robustness_pipeline
 from amr_pipeline.pipelines.training import (
@@ -25,10 +29,22 @@ from amr_pipeline.pipelines.training import (
 )
 
 
-def _trained_and_evaluated(model: str, *, visual: bool, **training) -> Pipeline:
-    return bpr_model_pipeline(model, visual=visual, **training) + evaluation_pipeline(
-        model, visual=visual
-    )
+def _evaluated(name: str) -> Pipeline:
+    model = BY_NAME[name]
+    return evaluation_pipeline(name, visual=model.visual, replicated=model.replicated)
+
+
+def _trained_and_evaluated(names) -> Pipeline:
+    """Train (from the model each starts from, :mod:`amr_pipeline.models_table`) and evaluate
+    the BPR-family models ``names``."""
+    pipeline = Pipeline([])
+    for name in names:
+        model = BY_NAME[name]
+        pipeline += bpr_model_pipeline(name, visual=model.visual,
+                                       initialise_from=model.initialise_from,
+                                       initial_tables=model.initial_tables)
+        pipeline += _evaluated(name)
+    return pipeline
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -36,34 +52,21 @@ def register_pipelines() -> dict[str, Pipeline]:
     data = data_processing.create_pipeline()
     feature = features.create_pipeline()
     final_data = training_data_pipeline()
-    mf_bpr = _trained_and_evaluated("mf_bpr", visual=False)
-    amr = (
-        data
-        + feature
-        + final_data
-        + mf_bpr
-        + _trained_and_evaluated(
-            "vbpr", visual=True, initialise_from="mf_bpr",
-            initial_tables=("user_factors", "item_factors"),
-        )
-        + _trained_and_evaluated("amr", visual=True, initialise_from="vbpr")
-        + robustness_pipeline("vbpr")
-        + robustness_pipeline("amr")
-        + ceilings.create_pipeline()
-        + reporting.robustness_report_pipeline()
+    amr_chain = chain("amr")  # MF-BPR -> VBPR -> AMR
+    # every other BPR-family model, after the models it starts from (DUIF: MF-BPR, DUIF)
+    baseline_chain = dict.fromkeys(
+        name for model in MODELS if model.trainer == BPR and model.name not in amr_chain
+        for name in chain(model.name)
     )
-    baselines = (
-        data
-        + feature
-        + final_data
-        + closed_form_pipeline()
-        + evaluation_pipeline("pop", visual=False, replicated=False)
-        + evaluation_pipeline("mf_eals", visual=False)
-        + mf_bpr
-        + _trained_and_evaluated(
-            "duif", visual=True, initialise_from="mf_bpr", initial_tables=("user_factors",)
-        )
-    )
+    amr = data + feature + final_data + _trained_and_evaluated(amr_chain)
+    for name in ATTACKED_MODELS:
+        amr += robustness_pipeline(name)
+    amr += ceilings.create_pipeline() + reporting.robustness_report_pipeline()
+    baselines = data + feature + final_data + closed_form_pipeline()
+    for model in MODELS:
+        if model.trainer == CLOSED_FORM:
+            baselines += _evaluated(model.name)
+    baselines += _trained_and_evaluated(baseline_chain)
     return {
         "data_processing": data,
         "features": data + feature,

@@ -10,7 +10,8 @@ import pytest
 from kedro.io import DataCatalog, DatasetError
 
 from amr_pipeline.datasets.features import FeatureMatrixDataset
-from amr_pipeline.readers.features import ItemFeatures, RawFeatures
+from amr_pipeline.item_features import ItemFeatures
+from amr_pipeline.readers.features import RawFeatures
 from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
 
 PACKAGE = "amr_pipeline.datasets.features"

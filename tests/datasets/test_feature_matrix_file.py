@@ -7,8 +7,7 @@ import pytest
 from kedro.io import DatasetError
 
 from amr_pipeline.datasets.features import FeatureMatrixDataset
-from amr_pipeline.readers.features import ItemFeatures
-from amr_pipeline.vision.feature_file import MappedFeatures
+from amr_pipeline.item_features import ItemFeatures, MappedFeatures
 
 
 @pytest.fixture
@@ -104,7 +103,7 @@ def test_failed_save_leaves_no_file(tmp_path, matrix):
 
 
 def test_item_rows_address_rows_by_item_id_with_zeros_for_missing_items(tmp_path, matrix):
-    from amr_pipeline.vision.feature_file import ItemRows
+    from amr_pipeline.item_features import ItemRows
 
     dataset = FeatureMatrixDataset(str(tmp_path / "f.arrow"), rows_per_batch=16)
     kept = np.r_[0:10, 12:70]  # items 10 and 11 have no image

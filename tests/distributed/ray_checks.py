@@ -88,7 +88,7 @@ def _ray_run(items, folder, parameters, cache, parts_folder, keep_parts=None):
     PartitionedDataset; ``keep_parts`` stops after that many parts (a killed run)."""
     from amr_pipeline.datasets.features import FeaturePartsDataset
     from amr_pipeline.pipelines.features import ray_nodes
-    from amr_pipeline.readers.features import ItemFeatures
+    from amr_pipeline.item_features import ItemFeatures
     from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
 
     store = FeaturePartsDataset(path=str(parts_folder),

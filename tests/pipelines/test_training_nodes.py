@@ -6,7 +6,7 @@ import pytest
 
 from amr_pipeline.pipelines.evaluation.nodes import evaluate_model
 from amr_pipeline.pipelines.training.nodes import train_model
-from amr_pipeline.readers.features import ItemFeatures
+from amr_pipeline.item_features import ItemFeatures
 from amr_pipeline.recsys.data import sample_candidates
 
 N_USERS, N_ITEMS, DIMS = 30, 1100, 8

@@ -6,10 +6,15 @@ import pandas as pd
 import pytest
 
 from amr_pipeline.errors import ConfigurationError
-from amr_pipeline.pipelines.training.nodes import feature_matrix
-from amr_pipeline.readers.features import ItemFeatures
-from amr_pipeline.recsys.train import BPRTrainer, CheckpointStore, TrainConfig, train_bpr
-from amr_pipeline.vision.feature_file import ItemRows, open_feature_file, write_feature_file
+from amr_pipeline.item_features import (
+    ItemFeatures,
+    ItemRows,
+    feature_matrix,
+    open_feature_file,
+    write_feature_file,
+)
+from amr_pipeline.recsys.checkpoints import CheckpointStore
+from amr_pipeline.recsys.train import BPRTrainer, TrainConfig, train_bpr
 
 from . import planted_data
 

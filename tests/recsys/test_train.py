@@ -9,7 +9,8 @@ from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys.metrics import rank_candidates, summarise
 from amr_pipeline.recsys.models import FactorModel, truncated_normal
 from amr_pipeline.recsys.sampling import NegativeSampler
-from amr_pipeline.recsys.train import BPRTrainer, CheckpointStore, TrainConfig, train_bpr
+from amr_pipeline.recsys.checkpoints import CheckpointStore
+from amr_pipeline.recsys.train import BPRTrainer, TrainConfig, train_bpr
 
 from . import planted_data, random_data
 

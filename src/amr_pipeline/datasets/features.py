@@ -37,15 +37,20 @@ from kedro_datasets._typing import TablePreview
 from kedro_datasets.partitions import PartitionedDataset
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
-from amr_pipeline.readers.features import (
+from amr_pipeline.item_features import (
+    STORAGES,
     ItemFeatures,
+    open_feature_file,
+    write_feature_file,
+)
+from amr_pipeline.readers.features import (
     RawFeatures,
     read_id_list,
     read_mcauley_features,
     read_npy_features,
 )
-from amr_pipeline.vision.feature_file import STORAGES, open_feature_file, write_feature_file
-from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
+from amr_pipeline.vision.feature_cache import FeatureCache
+from amr_pipeline.vision.images import ImageFolder
 
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
 
@@ -92,8 +97,8 @@ class FeatureMatrixDataset(AbstractDataset[ItemFeatures, ItemFeatures]):
     A ``filepath`` ending in ``.arrow`` (``.feather``, ``.ipc``) is an uncompressed Arrow IPC
     file with ``features`` as a standard ``fixed_size_list<float32>`` column (``storage:
     float16`` halves it), which pandas, polars, DuckDB and Spark read; ``load()`` maps it
-    and returns a :class:`~amr_pipeline.vision.feature_file.MappedFeatures` that copies
-    only the rows a consumer gathers (see :mod:`amr_pipeline.vision.feature_file`).
+    and returns a :class:`~amr_pipeline.item_features.MappedFeatures` that copies
+    only the rows a consumer gathers (see :mod:`amr_pipeline.item_features`).
 
     A ``.parquet`` file holds each vector as ``fixed_size_binary[4 * D]`` (little-endian
     float32), which parquet stores without per-value levels: loading 100k x 2048 takes a

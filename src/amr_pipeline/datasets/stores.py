@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 from kedro.io import AbstractDataset, DatasetError
 
-from amr_pipeline.recsys.train import CheckpointStore
+from amr_pipeline.recsys.checkpoints import CheckpointStore
 
 
 class CheckpointDataset(AbstractDataset[None, CheckpointStore]):

@@ -8,6 +8,7 @@ Two source formats:
   column of a parquet/CSV file.
 
 Both are read through a memory map, so only the rows of items in the table are ever copied.
+The result is an :class:`~amr_pipeline.item_features.ItemFeatures`.
 Record numbers in messages are 1-based: record 1 is the first asin + vector of a ``.b`` file,
 the first row of an ``.npy`` matrix.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from amr_pipeline.errors import ConfigurationError, RawDataError, describe_location
+from amr_pipeline.item_features import ItemFeatures
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +31,6 @@ ASIN_BYTES = 10
 ON_MISSING = ("fail", "drop")
 REPORT_LIMIT = 20
 ROWS_PER_CHECK = 4096
-
-
-class ItemFeatures(NamedTuple):
-    """Visual features: row ``r`` of ``features`` (float32, n x D) belongs to ``item_ids[r]``."""
-
-    item_ids: np.ndarray
-    features: np.ndarray
 
 
 class RawFeatures(NamedTuple):

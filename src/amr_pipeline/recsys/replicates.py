@@ -17,7 +17,8 @@ import pandas as pd
 
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys.models import FactorModel, TrainResult
-from amr_pipeline.recsys.train import BPRTrainer, CheckpointStore, TrainConfig, fit
+from amr_pipeline.recsys.checkpoints import CheckpointStore
+from amr_pipeline.recsys.train import BPRTrainer, TrainConfig, fit
 
 REPLICATE_SEED_STRIDE = 1000
 

@@ -9,21 +9,18 @@ they are (a NumPy array or a memory-mapped feature file): an epoch runs as group
 each one ``tf.function`` call fed with just the rows its batches touch, gathered on a
 background thread while the previous group trains. Every epoch's randomness is a function of
 ``(seed, epoch)``, so a run resumed from a :class:`CheckpointStore` ends with the same weights
-as an uninterrupted one.
+as an uninterrupted one (:mod:`amr_pipeline.recsys.checkpoints`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,8 +28,16 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.item_features import take_rows
+from amr_pipeline.models_table import BPR_MODELS
 from amr_pipeline.recsys import metrics
 from amr_pipeline.recsys.adversary import Adversary, gradient_factors, make_adversary
+from amr_pipeline.recsys.checkpoints import (
+    CheckpointStore,
+    checkpoint_arrays,
+    restore,
+    run_fingerprint,
+)
 from amr_pipeline.recsys.models import (
     HISTORY_COLUMNS,
     FactorModel,
@@ -42,15 +47,13 @@ from amr_pipeline.recsys.models import (
     warm_item_mask,
 )
 from amr_pipeline.recsys.sampling import NegativeSampler
-from amr_pipeline.vision.feature_file import take_rows
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("mf_bpr", "duif", "vbpr", "amr")
+MODELS = BPR_MODELS  # mf_bpr, duif, vbpr, amr (amr_pipeline.models_table)
 _SELECTION_METRICS = ("hr_at_10", "ndcg_at_10")
 _DENSE_CATALOGUE = 16  # validation scores every item when items <= 16 x candidates per user
 FEATURE_GATHERS = ("host", "graph")
-_CRC_ROWS = 8192  # feature rows per CRC step of the run fingerprint
 
 
 @dataclass
@@ -168,35 +171,6 @@ class TrainConfig:
 # settings that agree on them; learning rates, β, ε, λ, seeds and epochs may differ.
 STRUCTURAL_FIELDS = ("model", "n_factors", "batch_size", "feature_scaling",
                      "regularize_item_vector", "adversary", "feature_gather")
-# Fields left out of a run's identity: how long it runs and how rows are fed change no weight.
-_NOT_IDENTITY_FIELDS = ("epochs", "eval_every", "checkpoint_every", "early_stopping_patience",
-                        "feature_gather", "feature_chunk_batches")
-
-
-class CheckpointStore:
-    """NumPy arrays in ``<directory>/checkpoint.npz``, replaced atomically on every save."""
-
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self.path = self.directory / "checkpoint.npz"
-
-    def save(self, arrays: dict[str, np.ndarray]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        with open(partial, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, self.path)
-
-    def load(self) -> dict[str, np.ndarray] | None:
-        if not self.path.exists():
-            return None
-        with np.load(self.path, allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 class BPRTrainer:
@@ -218,8 +192,8 @@ class BPRTrainer:
         adversary: Adversary | None = None,
     ):
         """``features``: (n_items, D) raw c_i, a NumPy array or anything with ``take(rows)``
-        and ``[start:stop]`` slicing (:class:`~amr_pipeline.vision.feature_file.ItemRows`,
-        :class:`~amr_pipeline.vision.feature_file.MappedFeatures`)."""
+        and ``[start:stop]`` slicing (:class:`~amr_pipeline.item_features.ItemRows`,
+        :class:`~amr_pipeline.item_features.MappedFeatures`)."""
         config.validate()
         self.config, self.n_users, self.n_items = config, int(n_users), int(n_items)
         _check_pairs(train, n_users, n_items)
@@ -366,24 +340,8 @@ class BPRTrainer:
     def fingerprint(self) -> str:
         """Identity of the run as started (for checkpoints); computed on first use."""
         if self._identity is None:
-            self._identity = self._fingerprint(*self._pairs, self.features)
+            self._identity = run_fingerprint(self, *self._pairs, self.features)
         return self._identity
-
-    def _fingerprint(self, users: np.ndarray, items: np.ndarray, features) -> str:
-        """Identity of a run: settings, training pairs, initial tables and the features c_i
-        (re-extracted features must not resume a model trained on the old ones)."""
-        settings = dataclasses.asdict(self.config)
-        for name in _NOT_IDENTITY_FIELDS:
-            settings.pop(name)
-        digest = hashlib.sha256(repr(sorted(settings.items())).encode())
-        digest.update(f"{self.n_users},{self.n_items},{self.adversary!r}".encode())
-        digest.update(np.sort(users * self.n_items + items).tobytes())
-        for value in self.state().values():
-            digest.update(zlib.crc32(value.tobytes()).to_bytes(4, "little"))
-        if self.config.uses_features:
-            digest.update(f"{tuple(int(n) for n in features.shape)}".encode())
-            digest.update(_feature_crc(features).to_bytes(4, "little"))
-        return digest.hexdigest()
 
     # ----------------------------------------------------------------- maths
     def _batch_items(self, positives, negatives):
@@ -598,7 +556,7 @@ def train_bpr(
     is recorded and passed to ``on_epoch_end(epoch, record)``; every ``checkpoint_every``
     epochs all state is saved to ``checkpoint``, from which a restarted call resumes.
     ``features`` (visual models): the raw c_i, a NumPy matrix or rows read on demand
-    (:class:`~amr_pipeline.vision.feature_file.ItemRows` over a memory-mapped file)."""
+    (:class:`~amr_pipeline.item_features.ItemRows` over a memory-mapped file)."""
     config = TrainConfig.from_params(params)
     trainer = BPRTrainer(config, train, n_users, n_items, features, initial, adversary)
     return fit(trainer, features=features, validation_candidates=validation_candidates,
@@ -639,7 +597,7 @@ def fit(
         )
         saved = None
     if saved is not None:
-        start = _restore(trainer, saved, history, best, store)
+        start = restore(trainer, saved, history, best)
         logger.info("%s: resuming after epoch %d from %s", config.model, start, store.path)
 
     def evaluate(epoch: int, loss: float, seconds: float) -> dict:
@@ -685,7 +643,7 @@ def fit(
                 and best["since"] >= patience)
         if store is not None and (epoch % config.checkpoint_every == 0
                                   or epoch == config.epochs or stop):
-            store.save(_checkpoint_arrays(trainer, epoch, history, best))
+            store.save(checkpoint_arrays(trainer, epoch, history, best))
         if record is not None and on_epoch_end is not None:
             on_epoch_end(epoch, dict(record))
         hit_rate = history[-1]["hr_at_10"] if history else float("nan")
@@ -711,16 +669,6 @@ def _item_vectors(q_rows, c_rows, projection, scale):
         return q_rows
     projected = tf.matmul(c_rows, projection, transpose_b=True) * (1.0 / scale)
     return projected if q_rows is None else q_rows + projected
-
-
-def _feature_crc(features) -> int:
-    """CRC-32 of the float32 feature matrix, streamed over row chunks (equal to the CRC of
-    the whole buffer, without ever holding it)."""
-    crc = 0
-    for start in range(0, len(features), _CRC_ROWS):
-        block = np.ascontiguousarray(features[start : start + _CRC_ROWS], np.float32)
-        crc = zlib.crc32(memoryview(block).cast("B"), crc)
-    return crc
 
 
 def _distinct_items(positives, negatives) -> tuple[np.ndarray, np.ndarray]:
@@ -776,46 +724,3 @@ def _check_pairs(train: pd.DataFrame, n_users: int, n_items: int) -> None:
             )
     if train.empty:
         raise ConfigurationError("train has no interactions")
-
-
-def _checkpoint_arrays(trainer: BPRTrainer, epoch: int, history: list[dict], best: dict):
-    arrays = {f"state/{name}": value for name, value in trainer.state().items()}
-    arrays["epoch"] = np.array(epoch)
-    arrays["fingerprint"] = np.array(trainer.fingerprint)
-    arrays["best_score"] = np.array(best["score"], np.float64)
-    arrays["best_epoch"] = np.array(best["epoch"])
-    arrays["evaluations_since_best"] = np.array(best["since"])
-    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    for column in HISTORY_COLUMNS:
-        arrays[f"history/{column}"] = frame[column].to_numpy(np.float64)
-    if best["model"] is not None:
-        for name, value in _model_arrays(best["model"]).items():
-            arrays[f"best/{name}"] = value
-    return arrays
-
-
-def _model_arrays(model: FactorModel) -> dict[str, np.ndarray]:
-    arrays = {"user_factors": model.user_factors, "item_factors": model.item_factors,
-              "feature_scale": np.array(model.feature_scale)}
-    if model.feature_projection is not None:
-        arrays["feature_projection"] = model.feature_projection
-    return arrays
-
-
-def _restore(trainer: BPRTrainer, saved: dict, history: list, best: dict, store) -> int:
-    trainer.load_state({k.split("/", 1)[1]: v for k, v in saved.items() if k.startswith("state/")})
-    columns = {c: saved[f"history/{c}"] for c in HISTORY_COLUMNS}
-    for row in range(len(columns["epoch"])):
-        record = {c: float(columns[c][row]) for c in HISTORY_COLUMNS}
-        record["epoch"] = int(record["epoch"])
-        history.append(record)
-    best.update(score=float(saved["best_score"]), epoch=int(saved["best_epoch"]),
-                since=int(saved.get("evaluations_since_best", 0)))
-    if "best/user_factors" in saved:
-        best["model"] = FactorModel(
-            saved["best/user_factors"],
-            saved["best/item_factors"],
-            saved.get("best/feature_projection"),
-            float(saved["best/feature_scale"]),
-        )
-    return int(saved["epoch"])

@@ -14,17 +14,11 @@ import pandas as pd
 from scipy import stats
 
 from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.models_table import MODEL_LABELS
 from amr_pipeline.recsys import metrics as recsys_metrics
 from amr_pipeline.reporting import intervals
 
-MODEL_NAMES = {
-    "pop": "POP",
-    "mf_eals": "MF-eALS",
-    "mf_bpr": "MF-BPR",
-    "duif": "DUIF",
-    "vbpr": "VBPR",
-    "amr": "AMR",
-}
+MODEL_NAMES = dict(MODEL_LABELS)
 SIGNIFICANCE = 0.05
 
 

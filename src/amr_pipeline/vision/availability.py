@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import UnidentifiedImageError
 
 from amr_pipeline.readers.features import RawFeatures, non_finite_rows
-from amr_pipeline.vision.resnet import (
+from amr_pipeline.vision.images import (
     ImageFolder,
     TooManyPixelsError,
     check_max_image_pixels,

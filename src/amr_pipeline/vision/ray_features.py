@@ -152,7 +152,7 @@ def plan_parts(items: pd.DataFrame, images, network: dict, part_size: int,
     same images, network and pixel limit. Returns the parts, each item's file name (None when
     absent) and ``{position: reason}`` for items without an image file.
     """
-    from amr_pipeline.vision.resnet import PILLOW_MAX_IMAGE_PIXELS, ImageFolder
+    from amr_pipeline.vision.images import PILLOW_MAX_IMAGE_PIXELS, ImageFolder
 
     if int(part_size) < 1:
         raise ConfigurationError(f"features.ray.part_size must be a positive integer, got "
@@ -217,7 +217,7 @@ def _decode_batch(batch: dict, image_size: int, max_image_pixels: int | None = N
     """Ray task: decode ``path`` into ``image``; an unreadable file (or one over
     ``max_image_pixels``, never decoded) gives a blank image and its reason in ``problem``
     ("" when decoded)."""
-    from amr_pipeline.vision.resnet import TooManyPixelsError, load_image
+    from amr_pipeline.vision.images import TooManyPixelsError, load_image
 
     count = len(batch["path"])
     images = np.zeros((count, image_size, image_size, 3), np.uint8)
@@ -300,7 +300,7 @@ def extract_parts(
     counts them, is ``audit_every // 2`` modulo ``audit_every``. Images over
     ``max_image_pixels`` (None: Pillow's limit) are left out undecoded, with their reason.
     """
-    from amr_pipeline.vision.resnet import ImageFolder, check_max_image_pixels
+    from amr_pipeline.vision.images import ImageFolder, check_max_image_pixels
 
     for name, value, low in (("batch_size", batch_size, 1), ("workers", workers, 1)):
         if int(value) < low:
@@ -436,7 +436,8 @@ def compact_parts(
     Items without a readable image raise :class:`RawDataError` (``on_missing_image: fail``)
     or are left out with a warning (``drop``), before anything is written.
     """
-    from amr_pipeline.readers.features import ItemFeatures, check_on_missing, format_problems
+    from amr_pipeline.item_features import ItemFeatures
+    from amr_pipeline.readers.features import check_on_missing, format_problems
 
     check_on_missing(on_missing_image, "on_missing_image")
     absent = [name for name in plan["part"] if name not in parts]

@@ -11,38 +11,65 @@ folded into the convolution before it, so each layer is one fused conv + bias (+
 That graph runs on TensorFlow (float32, bfloat16) or OpenVINO (float32, and by default int8,
 see :mod:`amr_pipeline.vision.quantization`); float32 equals ``model.predict`` up to rounding
 (``benchmarks/feature_extraction.py`` measures speed and agreement of every mode).
+
+This module is the extraction loop; its parts live beside it and are re-exported here:
+:mod:`~amr_pipeline.vision.images` (the image folder, decoding),
+:mod:`~amr_pipeline.vision.network` (the Keras network and its compiled form) and
+:mod:`~amr_pipeline.vision.feature_cache` (the per-image cache on disk).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import re
-import stat
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
-import keras
+import keras  # noqa: F401 - re-exported (tests reach keras through this module)
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from keras.applications import resnet50 as keras_resnet50
-from PIL import Image, ImageOps
+from keras.applications import resnet50 as keras_resnet50  # noqa: F401 - re-exported
 from tqdm.auto import tqdm
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
-from amr_pipeline.readers import paths
-from amr_pipeline.readers.features import ItemFeatures, check_on_missing, format_problems
+from amr_pipeline.item_features import ItemFeatures
+from amr_pipeline.readers.features import check_on_missing, format_problems
 from amr_pipeline.vision import quantization
+from amr_pipeline.vision.feature_cache import FeatureCache
+from amr_pipeline.vision.images import (
+    PILLOW_MAX_IMAGE_PIXELS,
+    ImageFolder,
+    TooManyPixelsError,
+    check_max_image_pixels,
+    load_image,
+    open_image,
+)
+from amr_pipeline.vision.network import (
+    IMAGENET_WEIGHTS_FILE,
+    IMAGENET_WEIGHTS_URL,
+    MIN_IMAGE_SIZE,
+    PRECISIONS,
+    RANDOM_INIT,
+    ResNet50Features,
+    build_resnet50,
+    weights_identity,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ENGINES",
+    "FEATURE_PRECISIONS",
+    "IMAGENET_WEIGHTS_FILE",
+    "IMAGENET_WEIGHTS_URL",
+    "MIN_IMAGE_SIZE",
+    "PILLOW_MAX_IMAGE_PIXELS",
+    "PRECISIONS",
+    "RANDOM_INIT",
     "Extractor",
     "FeatureCache",
     "FeatureExtraction",
@@ -60,364 +87,8 @@ __all__ = [
     "weights_identity",
 ]
 
-PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16}
 FEATURE_PRECISIONS = ("int8", "float32", "bfloat16")
 ENGINES = ("openvino", "tensorflow")
-IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_WEIGHTS_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_WEIGHTS_FILE
-)
-MIN_IMAGE_SIZE = 32
-RANDOM_INIT = "random-glorot-v1"
-PILLOW_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3
-"""Pillow's default ``Image.MAX_IMAGE_PIXELS`` (89,478,485), as in ``conf/base``."""
-
-
-# --------------------------------------------------------------------------- images
-
-
-@dataclass(frozen=True)
-class ImageFolder:
-    """A folder of item images addressed by file name relative to ``root``; opened on demand.
-
-    Every name goes through :mod:`amr_pipeline.readers.paths`: a name that is absolute, has a
-    ``..`` part or resolves outside ``root`` (through a symlink too) is never stat-ed or opened.
-    """
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-
-    def escape_reason(self, name: str) -> str | None:
-        """Why ``name`` would leave the folder (None when it stays inside)."""
-        return paths.escape_reason(self.root, name)
-
-    def path(self, name: str) -> Path:
-        """Resolved path of ``name``; raises :class:`RawDataError` if it escapes the folder."""
-        return paths.path_inside(self.root, name)
-
-    def stat(self, name: str) -> os.stat_result | None:
-        """File status, or None when the file is absent or the name escapes the folder."""
-        try:
-            result = os.stat(self.path(name))
-        except (OSError, ValueError):
-            return None
-        return result if stat.S_ISREG(result.st_mode) else None
-
-    def open(self, name: str, max_image_pixels: int | None = None) -> Image.Image:
-        """The image, opened lazily (see :func:`open_image`)."""
-        return open_image(self.path(name), max_image_pixels)
-
-
-class TooManyPixelsError(RawDataError):
-    """An image whose header declares more than ``max_image_pixels`` pixels: never decoded."""
-
-    def __init__(self, source, pixels: int, limit: int, size: tuple[int, int] | None = None):
-        shape = f"{size[0]} x {size[1]} = " if size else ""
-        self.detail = (f"({shape}{pixels:,} pixels, over max_image_pixels {limit:,}), "
-                       "never decoded")
-        self.reason = f"unreadable: too many pixels {self.detail}"
-        super().__init__(
-            f"{source}: {self.reason}. Fix: shrink or replace the image, or raise "
-            "max_image_pixels if images this large are expected."
-        )
-
-
-def check_max_image_pixels(value, name: str = "max_image_pixels") -> int:
-    """The pixel limit: a positive integer, None for Pillow's ``Image.MAX_IMAGE_PIXELS``.
-
-    At most twice Pillow's limit: above that Pillow refuses to open an image at all.
-    """
-    pillow = Image.MAX_IMAGE_PIXELS
-    if value is None:
-        return int(pillow) if pillow is not None else PILLOW_MAX_IMAGE_PIXELS
-    ceiling = 2 * int(pillow) if pillow is not None else None
-    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
-            or (ceiling is not None and value > ceiling)):
-        raise ConfigurationError(
-            f"{name} must be a positive integer of at most {ceiling:,} (Pillow refuses larger "
-            f"images outright), or null for Pillow's limit; got {value!r}."
-            if ceiling is not None else
-            f"{name} must be a positive integer, or null for Pillow's limit; got {value!r}."
-        )
-    return int(value)
-
-
-_PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
-
-
-def open_image(source, max_image_pixels: int | None = None) -> Image.Image:
-    """Open an image lazily: only its header is read. An image whose header declares more
-    than ``max_image_pixels`` pixels (None: Pillow's limit) raises :class:`TooManyPixelsError`
-    before any pixel is decoded."""
-    limit = check_max_image_pixels(max_image_pixels)
-    try:
-        image = Image.open(source)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        # Pillow refuses over twice its own limit (and warns above it, an error under -W error)
-        found = _PILLOW_PIXELS.search(str(error))
-        pixels = int(found.group(1)) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
-        if pixels <= limit:
-            raise
-        raise TooManyPixelsError(source, pixels, limit) from None
-    width, height = image.size
-    if width * height > limit:
-        image.close()
-        raise TooManyPixelsError(source, width * height, limit, (width, height))
-    return image
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB version of any Pillow mode; transparency is composited onto white."""
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        values = np.asarray(image, dtype=np.float64)
-        if image.mode != "F":
-            values = values / 257.0
-        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def load_image(source, size: int, max_image_pixels: int | None = None) -> np.ndarray:
-    """Decode an image file into a ``size x size x 3`` uint8 RGB array.
-
-    Any Pillow mode is accepted (palette, greyscale, RGBA, CMYK, 16-bit); EXIF orientation is
-    applied; the shorter side is resized to ``size`` and the centre square is kept. An image
-    over ``max_image_pixels`` pixels raises :class:`TooManyPixelsError`, undecoded.
-    """
-    with open_image(source, max_image_pixels) as image:
-        image.draft(None, (size, size))
-        image = _to_rgb(ImageOps.exif_transpose(image))
-        image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.uint8)
-
-
-# --------------------------------------------------------------------------- model
-
-
-def weights_identity(weights: str, seed: int) -> str:
-    """Stable id of the network weights (part of every feature-cache key)."""
-    if weights == "imagenet":
-        return "imagenet"
-    if weights == "random":
-        return f"{RANDOM_INIT}-seed{int(seed)}"
-    path = Path(weights)
-    if not path.is_file():
-        raise ConfigurationError(
-            f"weights={weights!r}: expected 'imagenet', 'random' or the path of a local ResNet-50 "
-            f"weights file (e.g. {IMAGENET_WEIGHTS_FILE}), but that file does not exist."
-        )
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return f"file-{digest.hexdigest()[:20]}"
-
-
-def _seeded_glorot(model: keras.Model, seed: int) -> None:
-    """Keras' default init, drawn from ``seed``: Glorot-uniform kernels, zero biases.
-
-    BatchNorm keeps its fresh statistics (mean 0, variance 1, scale 1), an identity at inference.
-    """
-    rng = np.random.default_rng(int(seed))
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            height, width, channels_in, channels_out = layer.kernel.shape
-            limit = np.sqrt(6.0 / ((channels_in + channels_out) * height * width))
-            layer.kernel.assign(rng.uniform(-limit, limit, layer.kernel.shape).astype(np.float32))
-            if layer.bias is not None:
-                layer.bias.assign(np.zeros(layer.bias.shape, np.float32))
-
-
-def build_resnet50(weights: str = "imagenet", seed: int = 0, image_size: int = 224) -> keras.Model:
-    """``keras.applications.ResNet50(include_top=False, pooling="avg")`` with the given weights.
-
-    ``weights``: ``"imagenet"`` (downloaded and cached by Keras in ``~/.keras/models``), the path
-    of a local weights file (``.h5`` as published by Keras, or ``.weights.h5``), or ``"random"``
-    (Glorot-uniform drawn from ``seed``: the same seed gives the same network). Never falls back.
-
-    Random weights still carry visual information: with fresh statistics every BatchNorm is an
-    identity at inference, and Glorot-scaled kernels keep the activations from vanishing or
-    exploding through the 16 residual blocks (He-normal kernels grow them thousands-fold), so
-    colour, shape and texture stay linearly separable in the 2048-d output.
-    """
-    if int(image_size) < MIN_IMAGE_SIZE:
-        raise ConfigurationError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}.")
-    shape = (int(image_size), int(image_size), 3)
-    if weights == "imagenet":
-        try:
-            model = keras_resnet50.ResNet50(
-                weights="imagenet", include_top=False, pooling="avg", input_shape=shape
-            )
-        except Exception as error:
-            raise ConfigurationError(
-                f"Could not obtain the ImageNet ResNet-50 weights ({type(error).__name__}: "
-                f"{error}). Without internet, download {IMAGENET_WEIGHTS_URL} elsewhere and set "
-                "the weights parameter to the local file's path (or copy it into "
-                "~/.keras/models/)."
-            ) from error
-        logger.info("ResNet-50 weights: ImageNet (Keras file %s)", IMAGENET_WEIGHTS_FILE)
-        return model
-    model = keras_resnet50.ResNet50(
-        weights=None, include_top=False, pooling="avg", input_shape=shape
-    )
-    if weights == "random":
-        _seeded_glorot(model, seed)
-        logger.info("ResNet-50 weights: random Glorot-uniform, seed %d (not pretrained)", seed)
-        return model
-    identity = weights_identity(weights, seed)
-    try:
-        model.load_weights(str(weights))
-    except Exception as error:
-        raise ConfigurationError(
-            f"{weights}: not a ResNet-50 (include_top=False) weights file ({error}). Use Keras' "
-            f"{IMAGENET_WEIGHTS_FILE} or a file saved by model.save_weights."
-        ) from error
-    logger.info("ResNet-50 weights: local file %s (%s)", weights, identity)
-    return model
-
-
-def _folded_convolutions(model: keras.Model, dtype: tf.DType) -> dict:
-    """``{name: (kernel, bias, stride, padding)}`` with each BatchNorm folded into its conv."""
-    folded = {}
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.Conv2D):
-            continue
-        name = layer.name.removesuffix("_conv")
-        norm = model.get_layer(f"{name}_bn")
-        scale = norm.gamma.numpy() / np.sqrt(norm.moving_variance.numpy() + norm.epsilon)
-        bias = layer.bias.numpy() if layer.bias is not None else 0.0
-        folded[name] = (
-            tf.constant(layer.kernel.numpy() * scale, dtype),
-            tf.constant((bias - norm.moving_mean.numpy()) * scale + norm.beta.numpy(), dtype),
-            layer.strides[0],
-            layer.padding.upper(),
-        )
-    return folded
-
-
-class ResNet50Features:
-    """ResNet-50 as a batched function: uint8 RGB images ``(n, s, s, 3)`` -> float32 ``(n, 2048)``.
-
-    ``precision="bfloat16"`` runs the convolutions in bfloat16 (worth it on CPUs with
-    AVX512-BF16/AMX); pooling and the output stay float32.
-    """
-
-    def __init__(
-        self,
-        weights: str = "imagenet",
-        seed: int = 0,
-        image_size: int = 224,
-        precision: str = "float32",
-    ) -> None:
-        if precision not in PRECISIONS:
-            raise ConfigurationError(
-                f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}."
-            )
-        self.image_size = int(image_size)
-        self.precision = precision
-        self.model = build_resnet50(weights, seed, image_size)
-        self.dimension = int(self.model.output_shape[-1])
-        self._layers = _folded_convolutions(self.model, PRECISIONS[precision])
-        self._forward = tf.function(
-            self._graph,
-            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.uint8)],
-        )
-
-    def _block(self, x, name, relu=True, shortcut=None):
-        kernel, bias, stride, padding = self._layers[name]
-        y = tf.nn.bias_add(tf.nn.conv2d(x, kernel, stride, padding), bias)
-        if shortcut is not None:
-            y = y + shortcut
-        return tf.nn.relu(y) if relu else y
-
-    def _graph(self, images):
-        x = keras_resnet50.preprocess_input(tf.cast(images, tf.float32))
-        x = tf.cast(x, PRECISIONS[self.precision])
-        x = self._block(tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]]), "conv1")
-        x = tf.nn.max_pool2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 2, "VALID")
-        for stage in (2, 3, 4, 5):
-            block = 1
-            while f"conv{stage}_block{block}_1" in self._layers:
-                name = f"conv{stage}_block{block}"
-                shortcut = (self._block(x, f"{name}_0", relu=False)
-                            if f"{name}_0" in self._layers else x)
-                y = self._block(self._block(x, f"{name}_1"), f"{name}_2")
-                x = self._block(y, f"{name}_3", shortcut=shortcut)
-                block += 1
-        return tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2])
-
-    def __call__(self, images) -> np.ndarray:
-        return self._forward(tf.convert_to_tensor(images, tf.uint8)).numpy()
-
-
-# --------------------------------------------------------------------------- cache
-
-
-class FeatureCache:
-    """Feature vectors on disk, keyed by :meth:`key`, as ``.npz`` shards written atomically.
-
-    Shards are only ever added, so an interrupted extraction keeps everything it flushed.
-    """
-
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-
-    @staticmethod
-    def key(name: str, size: int, mtime_ns: int, weights_id: str, image_size: int,
-            precision: str) -> str:
-        text = f"{name}\0{size}\0{mtime_ns}\0{weights_id}\0{image_size}\0{precision}"
-        return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-    def model_path(self, name: str) -> Path:
-        """Where a network derived for this cache (the int8 ResNet-50) is kept."""
-        return self.directory / "models" / f"{name}.xml"
-
-    def _shards(self) -> list[Path]:
-        return sorted(self.directory.glob("shard-*.npz")) if self.directory.is_dir() else []
-
-    def __len__(self) -> int:
-        return sum(len(np.load(shard)["keys"]) for shard in self._shards())
-
-    def lookup(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(found, features)``: a mask over ``keys`` and the cached rows of the found keys."""
-        keys = np.asarray(keys, dtype=str)
-        shards = self._shards()
-        stored = [np.load(shard)["keys"] for shard in shards]
-        if not stored:
-            return np.zeros(len(keys), bool), None
-        index = pd.Index(np.concatenate(stored))
-        shard_of = np.repeat(np.arange(len(shards)), [len(k) for k in stored])
-        row_of = np.concatenate([np.arange(len(k)) for k in stored])
-        unique = ~index.duplicated()
-        positions = index[unique].get_indexer(keys)
-        found = positions >= 0
-        shard_of, row_of = shard_of[unique][positions[found]], row_of[unique][positions[found]]
-        if not found.any():
-            return found, None
-        features = None
-        for shard in np.unique(shard_of):
-            matrix = np.load(shards[shard])["features"]
-            if features is None:
-                features = np.empty((int(found.sum()), matrix.shape[1]), np.float32)
-            features[shard_of == shard] = matrix[row_of[shard_of == shard]]
-        return found, features
-
-    def store(self, keys: Sequence[str], features: np.ndarray) -> None:
-        """Write one shard (temporary file, then rename)."""
-        if len(keys) == 0:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"shard-{uuid.uuid4().hex}.npz"
-        temporary = self.directory / f".{name}.tmp"
-        with temporary.open("wb") as handle:
-            np.savez(handle, keys=np.asarray(keys, dtype=str),
-                     features=np.asarray(features, dtype=np.float32))
-        os.replace(temporary, self.directory / name)
 
 
 # --------------------------------------------------------------------------- extraction

@@ -8,27 +8,10 @@ import pandas as pd
 
 from amr_pipeline.distributed import executor
 from amr_pipeline.pipelines import log_child_run, mlflow_metrics
-from amr_pipeline.pipelines.training.nodes import feature_matrix
 from amr_pipeline.recsys import metrics, robustness
-from amr_pipeline.recsys.models import FactorModel
+from amr_pipeline.recsys.stored import load_model
 
 logger = logging.getLogger(__name__)
-
-
-def load_model(
-    user_factors: pd.DataFrame,
-    item_factors: pd.DataFrame,
-    feature_projection: pd.DataFrame | None,
-    item_features,
-    items: pd.DataFrame,
-    features=None,
-):
-    """A :class:`FactorModel` and the feature matrix it scores with (None for ID-only models;
-    ``features`` when already built)."""
-    model = FactorModel.from_frames(user_factors, item_factors, feature_projection)
-    if not model.uses_features:
-        return model, None
-    return model, features if features is not None else feature_matrix(item_features, items)
 
 
 def evaluate_model(

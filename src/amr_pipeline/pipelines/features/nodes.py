@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from amr_pipeline.pipelines import mlflow_metrics
-from amr_pipeline.readers.features import ItemFeatures, RawFeatures, map_features_to_items
+from amr_pipeline.item_features import ItemFeatures
+from amr_pipeline.readers.features import RawFeatures, map_features_to_items
 from amr_pipeline.vision.resnet import extract_item_features
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from amr_pipeline.pipelines.evaluation.nodes import load_model
-from amr_pipeline.pipelines.training.nodes import feature_matrix, history_metrics
+from amr_pipeline.item_features import feature_matrix
 from amr_pipeline.recsys import metrics
 from amr_pipeline.recsys.models import FactorModel
+from amr_pipeline.recsys.stored import history_metrics, load_model
 from amr_pipeline.recsys.train import train_bpr
 from amr_pipeline.reporting import figures, tables
 from amr_pipeline.vision import pixel_attack
-from amr_pipeline.vision.resnet import build_resnet50, load_image
+from amr_pipeline.vision.images import load_image
+from amr_pipeline.vision.network import build_resnet50
 
 
 def performance_report(parameters: dict, n_negatives: int, items: pd.DataFrame,

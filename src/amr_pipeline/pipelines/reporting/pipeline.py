@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
+from amr_pipeline.models_table import ATTACKED_MODELS, PAPER_MODELS
+
 from .nodes import generalisation_curves, performance_report, pixel_attack_example
 from .nodes import robustness_report, statistics_report
-
-PAPER_MODELS = ("pop", "mf_eals", "mf_bpr", "duif", "vbpr", "amr")
 
 
 def performance_pipeline(models=PAPER_MODELS) -> Pipeline:
@@ -35,7 +35,7 @@ def statistics_pipeline() -> Pipeline:
     )
 
 
-def robustness_report_pipeline(models=("vbpr", "amr")) -> Pipeline:
+def robustness_report_pipeline(models=ATTACKED_MODELS) -> Pipeline:
     """Table 3 and Figures 4-5 from the attack results of VBPR and AMR."""
     inputs = (["params:reporting"] + [f"{m}.robustness" for m in models]
               + [f"{m}.robustness_ranks" for m in models])

@@ -8,25 +8,16 @@ import numpy as np
 import pandas as pd
 
 from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.item_features import feature_matrix
+from amr_pipeline.models_table import TUNED_MODELS
 from amr_pipeline.recsys import eals
 from amr_pipeline.recsys.models import FactorModel, popularity_model
 from amr_pipeline.recsys.replicates import check_replicates, replicate_seed, train_replicates
-from amr_pipeline.vision.feature_file import ItemRows
+from amr_pipeline.recsys.stored import history_metrics
 
 logger = logging.getLogger(__name__)
 
 
-def feature_matrix(item_features, items: pd.DataFrame) -> ItemRows:
-    """The (n_items, D) features c_i in ``item_id`` order, items without a row as zeros,
-    addressed in place (a memory-mapped ``.arrow`` file stays on disk): consumers gather the
-    rows they need (:class:`~amr_pipeline.vision.feature_file.ItemRows`)."""
-    rows = ItemRows(item_features.item_ids, item_features.features, len(items))
-    if rows.missing:
-        logger.warning("%d items have no image feature row and score with zeros.", rows.missing)
-    return rows
-
-
-TUNED_MODELS = ("mf_bpr", "duif", "vbpr", "amr", "mf_eals")
 FINAL_FITS = ("train_and_validation", "train")
 
 
@@ -152,17 +143,6 @@ def _initial_model(user_factors, item_factors, feature_projection, n_items):
     items = np.zeros((n_items, start.n_factors), np.float32)
     items[: len(start.item_factors)] = start.item_factors
     return FactorModel(start.user_factors, items, start.feature_projection, start.feature_scale)
-
-
-def history_metrics(history: pd.DataFrame) -> dict:
-    """Training curves as MLflow metric history (step = epoch)."""
-    curves = {}
-    for column, key in (("loss", "train.loss"), ("hr_at_10", "validation.hr_at_10"),
-                        ("ndcg_at_10", "validation.ndcg_at_10")):
-        values = history[["epoch", column]].dropna()
-        if len(values):
-            curves[key] = [{"value": float(v), "step": int(s)} for s, v in values.to_numpy()]
-    return curves
 
 
 def fit_popularity(train: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> dict:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
+from amr_pipeline.models_table import FACTOR_TABLES, TUNED_MODELS
+
 from .nodes import (
-    TUNED_MODELS,
     final_training_data,
     fit_eals,
     fit_popularity,
     resolve_settings,
     train_model,
 )
-
-FACTOR_TABLES = ("user_factors", "item_factors", "feature_projection")
 
 
 def training_data_pipeline() -> Pipeline:

@@ -7,8 +7,8 @@ import logging
 
 import pandas as pd
 
+from amr_pipeline.item_features import feature_matrix
 from amr_pipeline.pipelines import log_child_run, mlflow_metrics
-from amr_pipeline.pipelines.training.nodes import feature_matrix
 from amr_pipeline.recsys import metrics, tuning
 from amr_pipeline.reporting import figures, intervals, tables
 

@@ -7,6 +7,8 @@ from functools import partial
 
 from kedro.pipeline import Node, Pipeline
 
+from amr_pipeline.models_table import BPR, BY_NAME, TUNED_MODELS
+
 from .nodes import (
     all_trials,
     hyper_parameter_figures,
@@ -30,10 +32,17 @@ def create_pipeline(**kwargs) -> Pipeline:
         )
 
     visual = {"item_features": "item_features"}
+    # the BPR family but AMR, whose tuning follows its own protocol (tune_amr, from VBPR)
+    chained = []
+    for name in TUNED_MODELS:
+        model = BY_NAME[name]
+        if model.trainer != BPR or name == "amr":
+            continue
+        start = ({"initial_model": f"{model.initialise_from}.tuned_model"}
+                 if model.initialise_from else {})
+        chained.append(bpr(name, **start, **(visual if model.visual else {})))
     return Pipeline([
-        bpr("mf_bpr"),
-        bpr("duif", initial_model="mf_bpr.tuned_model", **visual),
-        bpr("vbpr", initial_model="mf_bpr.tuned_model", **visual),
+        *chained,
         Node(tune_amr,
              {**_DATA, "test_candidates": "test_candidates", **visual,
               "parameters": "params:training.amr", "vbpr_model": "vbpr.tuned_model",
@@ -45,11 +54,10 @@ def create_pipeline(**kwargs) -> Pipeline:
              namespace="mf_eals", tags=["tuning", "mf_eals"]),
         Node(select_parameters,
              {"tuning_params": "params:tuning",
-              **{m: f"{m}.selected" for m in ("mf_bpr", "duif", "vbpr", "amr", "mf_eals")}},
+              **{m: f"{m}.selected" for m in TUNED_MODELS}},
              ["selected_parameters", "tuning_metrics"], name="select_parameters",
              tags=["tuning"]),
-        Node(all_trials, [f"{m}.tuning_trials" for m in ("mf_bpr", "duif", "vbpr", "amr",
-                                                         "mf_eals")],
+        Node(all_trials, [f"{m}.tuning_trials" for m in TUNED_MODELS],
              "tuning_trials", name="collect_tuning_trials", tags=["tuning"]),
         Node(hyper_parameter_figures, "amr.tuning_trials",
              ["figure6_epsilon", "figure7_adversarial_weight"], name="figures_6_7_rq3",

@@ -1,27 +1,51 @@
-"""The item feature matrix as an uncompressed Arrow IPC file, read through a memory map.
+"""The item image features c_i: one home for the matrix, its rows and its file.
 
-Layout: ``item_id`` (int64) and ``features``, a standard ``fixed_size_list<float32, D>``
+- :class:`ItemFeatures`: ``(item_ids, features)``, row ``r`` of ``features`` belonging to
+  ``item_ids[r]`` (what readers, extractors and the catalog hand around).
+- :class:`MappedFeatures`: a read-only float32 matrix over the memory-mapped record batches of
+  a feature file; copies only the rows asked for.
+- :class:`ItemRows` / :func:`feature_matrix`: the ``(n_items, D)`` c_i addressed by item id
+  (items without a row read as zeros), what trainers and scorers take; :func:`take_rows`
+  gathers rows from a NumPy matrix or any of these.
+- :func:`write_feature_file` / :func:`open_feature_file`: the feature file, an uncompressed
+  Arrow IPC file.
+
+File layout: ``item_id`` (int64) and ``features``, a standard ``fixed_size_list<float32, D>``
 column (``fixed_size_list<float16, D>`` with ``storage="float16"``, half the size), in record
 batches of ``rows_per_batch`` items. pandas (``pyarrow.feather.read_table``), polars
 (``read_ipc``), DuckDB and Spark read it as a table of vectors. Uncompressed, so
 :func:`open_feature_file` maps it without reading it: :class:`MappedFeatures` copies only the
 rows asked for, so a process holds the rows it gathers, never the whole matrix.
+
+Core: imports neither Kedro nor TensorFlow nor :mod:`amr_pipeline.vision`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
 
+logger = logging.getLogger(__name__)
+
 STORAGES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
 METADATA_KEY = b"amr_pipeline.features"
+
+
+class ItemFeatures(NamedTuple):
+    """Visual features: row ``r`` of ``features`` (float32, n x D) belongs to ``item_ids[r]``."""
+
+    item_ids: np.ndarray
+    features: np.ndarray
 
 
 class MappedFeatures:
@@ -188,8 +212,8 @@ class ItemRows:
     """Feature rows addressed by item id: ``(n_items, D)`` over any row source with ``take``
     (:class:`MappedFeatures`) or a NumPy matrix; items without a row read as zeros.
 
-    What a trainer needs to stay out of core: ``ItemRows(item_ids, features, n_items)`` in
-    place of the dense ``feature_matrix``, then ``take(rows)`` for each chunk of batches.
+    What a trainer needs to stay out of core: ``ItemRows(item_ids, features, n_items)``
+    (built by :func:`feature_matrix`), then ``take(rows)`` for each chunk of batches.
     Supports the same indexing as :class:`MappedFeatures`.
     """
 
@@ -233,6 +257,16 @@ class ItemRows:
 
     __getitem__ = MappedFeatures.__getitem__
     __array__ = MappedFeatures.__array__
+
+
+def feature_matrix(item_features, items: pd.DataFrame) -> ItemRows:
+    """The (n_items, D) features c_i in ``item_id`` order, items without a row as zeros,
+    addressed in place (a memory-mapped ``.arrow`` file stays on disk): consumers gather the
+    rows they need (:class:`ItemRows`)."""
+    rows = ItemRows(item_features.item_ids, item_features.features, len(items))
+    if rows.missing:
+        logger.warning("%d items have no image feature row and score with zeros.", rows.missing)
+    return rows
 
 
 def take_rows(source, rows, out: np.ndarray | None = None) -> np.ndarray:
