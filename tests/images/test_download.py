@@ -56,6 +56,7 @@ class _Server:
     def __init__(self, stall_after: int | None = None) -> None:
         self.hits: Counter = Counter()
         self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,7 +70,13 @@ class _Server:
                 with server.lock:
                     server.hits[self.path] += 1
                     count = server.hits[self.path]
-                server.route(self, self.path, count)
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                try:
+                    server.route(self, self.path, count)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -145,6 +152,22 @@ class _Server:
             send(h, 301, b"", None, headers=[("Location", "/good/99.jpg")])
         elif path.startswith("/placeholder/"):
             send(h, 200, PLACEHOLDER)
+        elif path.startswith("/paced/"):
+            time.sleep(0.1)
+            send(h, 200, _jpeg((int(path.split("/")[-1]), 40, 80)))
+        elif path == "/drip.jpg":  # every byte within the read timeout, the whole far too slow
+            body = _jpeg((3, 4, 5))
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            try:
+                for start in range(0, len(body), 64):
+                    h.wfile.write(body[start:start + 64])
+                    h.wfile.flush()
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
         elif path.startswith("/stall/"):
             time.sleep(30)
         else:
@@ -395,3 +418,50 @@ def test_a_stalled_server_is_cut_by_the_timeouts(server, tmp_path):
     assert set(table["status"]) == {"timeout"}
     assert time.monotonic() - started < 5
     assert _files(tmp_path) == []
+
+
+def test_a_trickling_body_is_cut_by_the_total_timeout(server, tmp_path):
+    items = _items([("drip", "drip.jpg", f"{server.base}/drip.jpg")])
+    started = time.monotonic()
+    table = download_images(items, tmp_path, DownloadSettings(
+        **{**FAST, "attempts": 1, "total_timeout": 0.5}, allow_private_addresses=True))
+    assert table["status"].tolist() == ["timeout"]
+    assert "total_timeout" in table["error"].iloc[0]
+    assert time.monotonic() - started < 3
+    assert _files(tmp_path) == []
+
+
+def test_requests_to_one_host_stay_under_per_host(server, tmp_path):
+    items = _items([(f"i{n}", f"i{n}.jpg", f"{server.base}/paced/{n}") for n in range(10)])
+    table = download_images(items, tmp_path, DownloadSettings(
+        **{**FAST, "concurrency": 8, "per_host": 2}, allow_private_addresses=True))
+    assert set(table["status"]) == {"ok"}
+    assert server.most_in_flight == 2
+
+
+@pytest.mark.parametrize("address, public", [
+    ("8.8.8.8", True), ("2001:4860:4860::8888", True), ("127.0.0.1", False), ("::1", False),
+    ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
+    ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False),
+    ("224.0.0.1", False), ("240.0.0.1", False), ("fe80::1", False), ("fc00::1", False),
+    ("::ffff:10.0.0.1", False), ("::ffff:8.8.8.8", True), ("ff02::1", False),
+])
+def test_public_addresses(address, public):
+    import ipaddress
+
+    assert download_module.is_public_address(ipaddress.ip_address(address)) is public
+
+
+def test_retry_after_and_timeout_parameters():
+    import email.utils
+
+    assert download_module._retry_after("3") == 3.0
+    assert download_module._retry_after("soon") is None
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < download_module._retry_after(later) <= 31
+    settings = DownloadSettings.from_parameters({"download": True, "timeout": 5,
+                                                 "accepted_content_types": None})
+    assert (settings.connect_timeout, settings.read_timeout) == (5.0, 5.0)
+    assert settings.accepted_content_types == ()
+    with pytest.raises(Exception, match="concurrency"):
+        DownloadSettings(concurrency=0)
