@@ -465,3 +465,59 @@ def test_retry_after_and_timeout_parameters():
     assert settings.accepted_content_types == ()
     with pytest.raises(Exception, match="concurrency"):
         DownloadSettings(concurrency=0)
+
+
+def _certificates(folder, name):
+    """A test CA and a certificate for ``name`` signed by it (PEM files)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "leaf.pem").write_bytes(
+        leaf.public_bytes(pem) + key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+    return folder / "ca.pem", folder / "leaf.pem"
+
+
+def test_https_to_the_checked_address_verifies_the_certificate_of_the_host_name(tmp_path):
+    import ssl
+
+    ca, leaf = _certificates(tmp_path, "images.test")
+    served = _Server()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf)
+    served.httpd.socket = context.wrap_socket(served.httpd.socket, server_side=True)
+    port = served.httpd.server_address[1]
+    try:
+        items = _items([("right", "right.jpg", f"https://images.test:{port}/good/1.jpg"),
+                        ("wrong", "wrong.jpg", f"https://other.test:{port}/good/2.jpg")])
+        table = download_images(items, tmp_path / "images", DownloadSettings(
+            **{**FAST, "attempts": 1}, allow_private_addresses=True, ca_bundle=str(ca)),
+            resolver=lambda host, port: ["127.0.0.1"])
+    finally:
+        served.close()
+    assert table["status"].tolist() == ["ok", "connection_error"]
+    assert "certificate" in table["error"].iloc[1].lower()
+    assert served.hits == Counter({"/good/1.jpg": 1})
+    assert _files(tmp_path / "images") == ["right.jpg"]

@@ -31,7 +31,7 @@ Design
   ``allow_private_addresses``), and the request then goes to the first checked address: the URL
   is rewritten to that IP, the ``Host`` header keeps the original name, and for https the
   original name is sent as SNI and checked against the certificate (httpcore's ``sni_hostname``
-  request extension), so TLS verification is unchanged. Redirects are never followed by httpx:
+  request extension), so TLS verification is unchanged (certifi's CAs, or ``ca_bundle``). Redirects are never followed by httpx:
   each ``Location`` (at most ``max_redirects`` hops, a URL seen twice is a loop) goes through
   the same checks. Environment proxies are ignored (``trust_env=False``): a proxy would connect
   to whatever it resolves. Caveat: pooled https connections are keyed by IP, so a second host
@@ -69,6 +69,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -125,6 +126,7 @@ class DownloadSettings:
     retry_failed: bool = False
     placeholder_min_items: int = 3
     accepted_content_types: tuple[str, ...] = field(default_factory=tuple)
+    ca_bundle: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -563,7 +565,10 @@ def _failed(row: dict, status: str, error: str) -> dict:
 def _fetch_all(to_fetch, results, settings: DownloadSettings, resolver: Resolver,
                transport) -> None:
     stop = threading.Event()
+    verify = (ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle
+              else True)
     client = httpx.Client(
+        verify=verify,
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout,
                               pool=None),
         limits=httpx.Limits(max_connections=settings.concurrency,
