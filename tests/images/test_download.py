@@ -243,6 +243,7 @@ def test_every_fault_gets_its_status_and_no_bad_file_lands(server, tmp_path):
         ("file", "file.jpg", "file:///etc/passwd"),
         ("escape", "../escape.jpg", f"{b}/good/3.jpg"),
         ("nourl", "nourl.jpg", None),
+        ("nothing", None, None),
     ]
     folder = tmp_path / "images"
     started = time.monotonic()
@@ -257,8 +258,9 @@ def test_every_fault_gets_its_status_and_no_bad_file_lands(server, tmp_path):
         "declared_big": "too_large", "bomb": "too_large", "huge_bomb": "too_large",
         "small": "too_small", "loop": "http_error", "ph1": "placeholder", "ph2": "placeholder",
         "ph3": "placeholder", "file": "refused_url", "escape": "refused_url",
-        "nourl": "refused_url",
+        "nourl": "refused_url", "nothing": "refused_url",
     }
+    assert dict(zip(table["item_raw_id"], table["error"]))["nothing"] == "no URL and no image name"
     row = table.set_index("item_raw_id")
     assert list(table.columns) == list(download_module.STATUS_COLUMNS)
     assert row.loc["flaky", "attempts"] == 3 and row.loc["missing", "attempts"] == 1

@@ -534,8 +534,10 @@ def download_images(
         earlier = before.get(row["item_raw_id"])
         path = _image_path(folder, row["image"])
         if path is None:
-            results.append(_failed(row, "refused_url", f"image name {row['image']!r} is not a "
-                                   "relative path inside the image folder"))
+            results.append(_failed(row, "refused_url", "no URL and no image name"
+                                   if not row["url"] and not row["image"] else
+                                   f"image name {row['image']!r} is not a relative path "
+                                   "inside the image folder"))
         elif path.is_file():
             results.append(_existing(path, row, earlier))
         elif not row["url"]:
