@@ -121,3 +121,6 @@ def test_configuration_of_each_environment(env, download):
     assert catalog["image_download_folder"]["path"] == f"data/01_raw/{dataset}/images"
     assert catalog["image_downloads"]["filepath"] == (
         f"data/02_intermediate/{dataset}/image_downloads.parquet")
+    # the features are extracted from the folder the downloads go to
+    assert catalog["image_source"]["type"].endswith("ImageFolderDataset")
+    assert catalog["image_source"]["path"] == catalog["image_download_folder"]["path"]
