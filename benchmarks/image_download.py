@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import os
 import platform
 import tempfile
 import threading
@@ -88,8 +89,9 @@ def main() -> None:
                           "url": [f"{base}/img/{n}.jpg" for n in range(args.images)]})
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}  CPU: {cpu}, {len(open('/proc/cpuinfo').read().split('processor')) - 1} "
-          f"logical CPUs; Python {platform.python_version()}; {args.images} images of "
+    cpus = os.cpu_count()
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}  CPU: {cpu}, {cpus} logical CPUs; "
+          f"Python {platform.python_version()}; {args.images} images of "
           f"{np.mean([len(b) for b in bodies]) / 1024:.1f} KB mean")
 
     # validation cost, in this process, on the same bodies

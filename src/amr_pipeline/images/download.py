@@ -31,11 +31,14 @@ Design
   ``allow_private_addresses``), and the request then goes to the first checked address: the URL
   is rewritten to that IP, the ``Host`` header keeps the original name, and for https the
   original name is sent as SNI and checked against the certificate (httpcore's ``sni_hostname``
-  request extension), so TLS verification is unchanged (certifi's CAs, or ``ca_bundle``). Redirects are never followed by httpx:
-  each ``Location`` (at most ``max_redirects`` hops, a URL seen twice is a loop) goes through
-  the same checks. Environment proxies are ignored (``trust_env=False``): a proxy would connect
-  to whatever it resolves. Caveat: pooled https connections are keyed by IP, so a second host
-  name on the same IP may reuse a connection whose certificate was checked for the first.
+  request extension), so TLS verification is unchanged (certifi's CAs, or ``ca_bundle``).
+  Redirects are never followed by httpx: each ``Location`` (at most ``max_redirects`` hops, a
+  URL seen twice is a loop) goes through the same checks. Environment proxies are ignored
+  (``trust_env=False``): a proxy would connect to whatever it resolves. Caveat: pooled https
+  connections are keyed by IP, so a second host name on the same IP may reuse a connection
+  whose certificate was checked for the first.
+* **Memory.** A body is held in memory until validated: at most ``concurrency`` x
+  ``max_bytes`` (16 x 10 MiB by default).
 * **Content.** The ``Content-Type`` must be ``image/*`` (not SVG) or one of
   ``accepted_content_types``. ``application/octet-stream`` is *refused* by default
   (``not_an_image``): the sites this project reads (Pinterest's and Amazon's CDNs) label their
