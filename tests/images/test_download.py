@@ -57,6 +57,7 @@ class _Server:
         self.hits: Counter = Counter()
         self.lock = threading.Lock()
         self.in_flight = self.most_in_flight = 0
+        self.stalling = True
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -168,6 +169,11 @@ class _Server:
                     time.sleep(0.1)
             except (BrokenPipeError, ConnectionResetError):
                 pass
+        elif path.startswith("/maybe/"):  # items 4 and up stall while ``stalling``
+            n = int(path.split("/")[-1])
+            while n >= 4 and self.stalling:
+                time.sleep(0.05)
+            send(h, 200, _jpeg((n * 20, 100, 30)))
         elif path.startswith("/stall/"):
             time.sleep(30)
         else:
@@ -523,3 +529,40 @@ def test_https_to_the_checked_address_verifies_the_certificate_of_the_host_name(
     assert "certificate" in table["error"].iloc[1].lower()
     assert served.hits == Counter({"/good/1.jpg": 1})
     assert _files(tmp_path / "images") == ["right.jpg"]
+
+
+def test_a_killed_process_leaves_only_whole_images_and_the_rerun_fetches_the_rest(
+        server, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "images"
+    items = _items([(f"m{n}", f"m{n}.jpg", f"{server.base}/maybe/{n}") for n in range(8)])
+    items.to_parquet(tmp_path / "items.parquet")
+    script = (
+        "import pandas as pd, sys\n"
+        "from amr_pipeline.images import DownloadSettings, download_images\n"
+        f"download_images(pd.read_parquet({str(tmp_path / 'items.parquet')!r}), "
+        f"{str(folder)!r}, DownloadSettings(concurrency=2, per_host=2, read_timeout=60, "
+        "total_timeout=60, allow_private_addresses=True, min_side=16, progress=False))\n")
+    process = subprocess.Popen([sys.executable, "-c", script],
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        deadline = time.monotonic() + 30
+        while len(_files(folder) if folder.exists() else []) < 4:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    completed = _files(folder)
+    assert completed == [f"m{n}.jpg" for n in range(4)]
+    (folder / ".m5.jpg.deadbeef.part").write_bytes(b"\xff\xd8 half an image")  # a kill mid-write
+
+    server.stalling = False
+    table = download_images(items, folder, DownloadSettings(**FAST, allow_private_addresses=True))
+    assert table["status"].tolist() == ["exists"] * 4 + ["ok"] * 4
+    assert _files(folder) == [f"m{n}.jpg" for n in range(8)]
+    assert all(server.hits[f"/maybe/{n}"] == 1 for n in range(4))
