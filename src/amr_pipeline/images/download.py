@@ -40,7 +40,9 @@ Design
 * **Memory.** A body is held in memory until validated: at most ``concurrency`` x
   ``max_bytes`` (16 x 10 MiB by default).
 * **Content.** The ``Content-Type`` must be ``image/*`` (not SVG) or one of
-  ``accepted_content_types``. ``application/octet-stream`` is *refused* by default
+  ``accepted_content_types``; the body is asked for and read without content coding
+  (``Accept-Encoding: identity``, raw bytes: a gzip-encoded body is not an image).
+  ``application/octet-stream`` is *refused* by default
   (``not_an_image``): the sites this project reads (Pinterest's and Amazon's CDNs) label their
   images properly, so an unlabelled body more often is an error page or an archive; add it to
   ``accepted_content_types`` to accept it (the body is still decoded, so nothing but an image
@@ -294,7 +296,10 @@ class _Fetcher:
             if current in seen:
                 raise _Failure("http_error", f"redirect loop at {current}")
             seen.add(current)
-            target = self._target(current)
+            try:
+                target = self._target(current)
+            except ValueError as error:  # urlsplit: e.g. an unclosed IPv6 bracket
+                raise _Failure("refused_url", f"invalid URL: {error}") from None
             with self._slot(target.host):
                 location = self._request(target)
             if isinstance(location, bytes):
@@ -349,16 +354,22 @@ class _Fetcher:
         """The body of a 200 response, or the ``Location`` of a redirect."""
         settings = self.settings
         extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
-        request = self.client.build_request(
-            "GET", target.request_url, extensions=extensions,
-            headers={"Host": target.host_header, "Accept": "image/*, */*;q=0.1"})
+        try:
+            request = self.client.build_request(
+                "GET", target.request_url, extensions=extensions,
+                # identity: images are compressed already, and the body is read raw, so a
+                # compressed body can never expand past max_bytes in memory
+                headers={"Host": target.host_header, "Accept": "image/*, */*;q=0.1",
+                         "Accept-Encoding": "identity"})
+        except (httpx.InvalidURL, ValueError) as error:
+            raise _Failure("refused_url", f"invalid URL: {error}") from None
         started = time.monotonic()
         try:
             response = self.client.send(request, stream=True)
         except httpx.TimeoutException as error:
             raise _Failure("timeout", f"{type(error).__name__}: {error}",
                            retryable=True) from None
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:  # transport and protocol errors
             raise _Failure("connection_error", f"{type(error).__name__}: {error}",
                            retryable=True) from None
         try:
@@ -382,7 +393,7 @@ class _Fetcher:
                 raise _Failure("too_large", f"Content-Length {declared} > max_bytes "
                                f"{settings.max_bytes}", code)
             body = bytearray()
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_raw(CHUNK):
                 body += chunk
                 if len(body) > settings.max_bytes:
                     raise _Failure("too_large", f"body over max_bytes {settings.max_bytes}",
@@ -396,7 +407,7 @@ class _Fetcher:
         except httpx.TimeoutException as error:
             raise _Failure("timeout", f"{type(error).__name__}: {error}", response.status_code,
                            retryable=True) from None
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:
             raise _Failure("connection_error", f"{type(error).__name__}: {error}",
                            response.status_code, retryable=True) from None
         finally:
