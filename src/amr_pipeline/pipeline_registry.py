@@ -2,6 +2,8 @@
 
 - ``data_processing``: raw dump -> split and candidates.
 - ``features``: item images -> ResNet-50 features.
+- ``images``: the raw dump's items -> their images downloaded from their URLs, with a status
+  table (``images.download`` is off on the demo).
 - ``amr``: what AMR needs (data, features, MF-BPR -> VBPR -> AMR with the selected or pinned
   settings, on the final-fit data), its evaluation, the
   robustness report (Table 3, Figures 4-5) and the ceilings (test candidates ranked by the demo
@@ -20,7 +22,14 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from amr_pipeline.models_table import ATTACKED_MODELS, BPR, BY_NAME, CLOSED_FORM, MODELS, chain
-from amr_pipeline.pipelines import ceilings, data_processing, features, reporting, tuning
+from amr_pipeline.pipelines import (
+    ceilings,
+    data_processing,
+    features,
+    images,
+    reporting,
+    tuning,
+)
 from amr_pipeline.pipelines.evaluation import evaluation_pipeline, robustness_pipeline
 from amr_pipeline.pipelines.training import (
     bpr_model_pipeline,
@@ -70,6 +79,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     return {
         "data_processing": data,
         "features": data + feature,
+        "images": data.only_nodes("ingest_raw_dump") + images.create_pipeline(),
         "amr": amr,
         "baselines": baselines,
         "tuning": data + feature + tuning.create_pipeline(),

@@ -64,8 +64,9 @@ def test_2014_women_subset(files_2014):
     interactions, items = read_amazon(*files_2014, category_path=WOMEN)
 
     assert items["item_raw_id"].tolist() == ["W1", "W2"]
-    assert items["image"].iloc[0] == "http://img/w1.jpg"
-    assert pd.isna(items["image"].iloc[1])
+    assert items["image"].iloc[0] == "W1.jpg"
+    assert items["url"].iloc[0] == "http://img/w1.jpg"
+    assert pd.isna(items["image"].iloc[1]) and pd.isna(items["url"].iloc[1])
     assert items["category"].tolist() == [
         "Clothing, Shoes & Jewelry > Women > Dresses",
         "Clothing, Shoes & Jewelry > Women",
@@ -87,9 +88,9 @@ def test_no_category_path_keeps_all_with_first_path(files_2014):
 def test_2018_meta_images_duplicates_and_filter(files_2018):
     interactions, items = read_amazon(*files_2018, category_path=WOMEN)
     assert items["item_raw_id"].tolist() == ["W1", "W2", "W3"]
-    assert items["image"].iloc[0] == "http://img/w1.jpg"
-    assert items["image"].iloc[1] == "http://img/w2.jpg"
-    assert pd.isna(items["image"].iloc[2])
+    assert items["url"].tolist()[:2] == ["http://img/w1.jpg", "http://img/w2.jpg"]
+    assert items["image"].tolist()[:2] == ["W1.jpg", "W2.jpg"]
+    assert pd.isna(items["image"].iloc[2]) and pd.isna(items["url"].iloc[2])
     assert items["category"].iloc[0] == "Clothing, Shoes & Jewelry > Women > Dresses"
     assert sorted(interactions["item_raw_id"]) == ["W1", "W2"]
 
@@ -423,3 +424,12 @@ def test_an_empty_meta_file_is_reported_as_empty(tmp_path, files_2014, name):
         read_amazon_meta(meta)
     with pytest.raises(RawDataError, match=rf"{name}: the file is empty \(0 bytes\)"):
         read_amazon(reviews, meta, on_malformed="skip")
+
+
+def test_image_file_names_from_urls():
+    from amr_pipeline.readers.amazon import image_file_name
+
+    assert image_file_name("B00X", "https://m.media-amazon.com/images/I/71a.PNG?x=1") == "B00X.png"
+    assert image_file_name("B00X", "http://ecx.images-amazon.com/images/I/41b") == "B00X.jpg"
+    assert image_file_name("../B/1", "http://x/a.jpg") == "_B_1.jpg"
+    assert image_file_name("B00X", None) is None

@@ -62,6 +62,8 @@ def test_boards_become_users_and_shared_images_one_item(dump):
     assert sorted(items["item_raw_id"]) == ["a.jpg", "b.jpg", "c.jpg"]
     assert items["item_raw_id"].is_unique
     assert (items["image"] == items["item_raw_id"]).all()
+    assert dict(zip(items["item_raw_id"], items["url"])) == {
+        name: f"http://x/{name}" for name in ("a.jpg", "b.jpg", "c.jpg")}
 
 
 def test_item_category_is_most_frequent_with_smallest_id_on_ties(dump):

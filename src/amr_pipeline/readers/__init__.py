@@ -119,13 +119,20 @@ def make_interactions(users, items, timestamps=None) -> pd.DataFrame:
     )
 
 
-def make_items(item_ids, images, categories) -> pd.DataFrame:
-    """Build the items table with the contract's dtypes."""
+def make_items(item_ids, images, categories, urls=None) -> pd.DataFrame:
+    """Build the items table with the contract's dtypes.
+
+    ``image`` is the file name relative to the image folder, ``url`` where the image can be
+    downloaded from (the ``images`` pipeline), NA when the dump gives none.
+    """
+    item_ids = list(item_ids)
+    urls = [None] * len(item_ids) if urls is None else list(urls)
     return pd.DataFrame(
         {
-            "item_raw_id": pd.Series(list(item_ids), dtype="str"),
+            "item_raw_id": pd.Series(item_ids, dtype="str"),
             "image": pd.Series(list(images), dtype="str"),
             "category": pd.Series(list(categories), dtype="str"),
+            "url": pd.Series(urls, dtype="str"),
         }
     )
 

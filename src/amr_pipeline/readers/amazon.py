@@ -4,7 +4,10 @@ Reviews: JSON lines (``reviewerID``, ``asin``, ``unixReviewTime``) or a ratings 
 without header (2014: user,item,rating,time; 2018: item,user,rating,time).
 Meta: 2014 is one Python-literal dict per line (parsed with ``ast.literal_eval``)
 with ``imUrl`` and ``categories`` (list of paths); 2018 is JSON with ``category``
-(one flat path) and ``imageURLHighRes``/``imageURL`` lists. Files ending in
+(one flat path) and ``imageURLHighRes``/``imageURL`` lists. An item's ``url`` is its image URL
+(2014: ``imUrl``; 2018: the first URL of ``imageURLHighRes``, else of ``imageURL``) and its
+``image`` the local file name ``<asin>.<extension>`` (extension from the URL, ``jpg`` when it
+has none it knows), NA without a URL: the ``images`` pipeline downloads it there. Files ending in
 ``.gz`` are read through gzip. The format of each meta record is recognised
 from its fields, so ``version`` only matters for parsing strictness and for
 the column order of a ratings CSV.
@@ -29,7 +32,8 @@ import logging
 import math
 import re
 from collections.abc import Collection, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -353,6 +357,19 @@ def _image_url(record: dict):
     return None
 
 
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff")
+
+
+def image_file_name(asin: str, url: str | None) -> str | None:
+    """``<asin>.<extension>`` for an item with an image URL (characters other than letters,
+    digits, ``.``, ``_`` and ``-`` in the asin become ``_``), None without one."""
+    if not url:
+        return None
+    suffix = PurePosixPath(urlsplit(url).path).suffix.lower().lstrip(".")
+    extension = suffix if suffix in IMAGE_EXTENSIONS else "jpg"
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', asin).lstrip('.') or '_'}.{extension}"
+
+
 def _category_paths(record: dict) -> list[list[str]]:
     if "categories" in record:
         paths = record["categories"] or []
@@ -430,7 +447,7 @@ def _read_meta(
 ) -> tuple[pd.DataFrame, str | None]:
     prefilter = _line_prefilter(category_path)
     seen: set[str] = set()
-    item_ids, images, categories = [], [], []
+    item_ids, images, urls, categories = [], [], [], []
     detected = None
     duplicates = 0
     for number, line in _iter_lines(path):
@@ -453,7 +470,9 @@ def _read_meta(
             continue
         seen.add(asin)
         item_ids.append(asin)
-        images.append(_image_url(record))
+        url = _image_url(record)
+        urls.append(url)
+        images.append(image_file_name(asin, url))
         categories.append(CATEGORY_SEPARATOR.join(map(str, paths[0])) if paths else None)
     if duplicates:
         logger.info("Skipped %d duplicate asin records in %s (kept the first).", duplicates, path)
@@ -465,7 +484,7 @@ def _read_meta(
                 "check the `category_path` parameter."
             )
         raise RawDataError(f"{path}: no item record found; check that this is an Amazon meta file.")
-    return make_items(item_ids, images, categories), detected
+    return make_items(item_ids, images, categories, urls), detected
 
 
 def read_amazon_meta(

@@ -2,7 +2,7 @@
 
 A board is a user and an image is an item: pins that share an ``im_name`` are one
 item whose ``item_raw_id`` and ``image`` are that ``im_name`` (relative to the image
-folder). Pinterest has no timestamps, so ``timestamp`` is NA. A board's ``cate_id`` is the
+folder) and whose ``url`` is the first ``im_url`` given for it (NA when none is a string). Pinterest has no timestamps, so ``timestamp`` is NA. A board's ``cate_id`` is the
 1-based line number of its category in categories.txt (the dump's README).
 """
 
@@ -216,6 +216,7 @@ def build_pinterest_tables(
     board_ids = _BoardIds()
 
     pin_image: dict[str, str] = {}
+    image_url: dict[str, str] = {}
     source = sources["pin_images"]
     for record, doc in enumerate(pin_image_docs, start=1):
         try:
@@ -231,6 +232,9 @@ def build_pinterest_tables(
             problems.add(source, record, str(error))
             continue
         pin_image.setdefault(pin_id, im_name)
+        im_url = doc.get("im_url")
+        if isinstance(im_url, str) and im_url.strip():
+            image_url.setdefault(im_name, im_url.strip())
 
     board_categories: dict[str, set[int]] = defaultdict(set)
     source = sources["board_categories"]
@@ -312,7 +316,8 @@ def build_pinterest_tables(
         else:
             categories.append(None)
     interactions = make_interactions(users, item_ids)
-    items = make_items(item_votes.keys(), item_votes.keys(), categories)
+    items = make_items(item_votes.keys(), item_votes.keys(), categories,
+                       [image_url.get(name) for name in item_votes])
     return RawTables(interactions, items, problems, unknown_pins)
 
 

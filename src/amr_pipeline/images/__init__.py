@@ -1,0 +1,19 @@
+"""Fetching item images from their URLs (Kedro-free); see :mod:`.download`."""
+
+from amr_pipeline.images.download import (
+    FAILED_STATUSES,
+    STATUS_COLUMNS,
+    STATUSES,
+    DownloadSettings,
+    download_images,
+    status_counts,
+)
+
+__all__ = [
+    "FAILED_STATUSES",
+    "STATUSES",
+    "STATUS_COLUMNS",
+    "DownloadSettings",
+    "download_images",
+    "status_counts",
+]

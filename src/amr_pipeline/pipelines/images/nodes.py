@@ -1,0 +1,49 @@
+"""Node of the images pipeline: a thin wrapper over :mod:`amr_pipeline.images`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from amr_pipeline.images import (
+    STATUS_COLUMNS,
+    DownloadSettings,
+    download_images,
+    status_counts,
+)
+from amr_pipeline.pipelines import mlflow_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def download_item_images(
+    raw_items: pd.DataFrame, folder: Path, previous: pd.DataFrame | None, parameters: dict
+) -> tuple[pd.DataFrame, dict]:
+    """Fetch the items' images (``image`` file names, ``url`` sources) into ``folder``.
+
+    Returns the status table (merged with ``previous``, the table of the last run) and the
+    counts per status for MLflow (``images.<status>``). With ``images.download: false`` (the
+    demo) nothing is fetched: the previous table (or an empty one) is returned unchanged and
+    nothing is logged.
+    """
+    if not parameters.get("download", False):
+        logger.info("images.download is false: no image is downloaded.")
+        table = previous if previous is not None else pd.DataFrame(columns=list(STATUS_COLUMNS))
+        return table, {}
+    if "url" not in raw_items.columns:
+        raise ValueError("raw_items has no url column: re-run the ingest node (kedro run "
+                         "--pipeline=images runs it) with a reader that keeps image URLs.")
+    settings = DownloadSettings.from_parameters(parameters)
+    table = download_images(raw_items[["item_raw_id", "image", "url"]], folder, settings,
+                            previous=previous)
+    counts = status_counts(table)
+    failed = len(table) - counts["ok"] - counts["exists"]
+    if failed:
+        logger.warning(
+            "%d of %d items have no image (%s); see image_downloads.parquet. Rerun with "
+            "images.retry_failed: true to try them again, or let data_processing drop them "
+            "(on_missing_image: drop).", failed, len(table),
+            ", ".join(f"{s} {n}" for s, n in counts.items() if n and s not in ("ok", "exists")))
+    return table, mlflow_metrics(counts)
