@@ -22,3 +22,20 @@ def tiny_demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_demo")
     synthesize(folder, TINY_DEMO)
     return folder
+
+
+@pytest.fixture
+def decoded_files(monkeypatch):
+    """Names of the files whose pixels Pillow decodes while the test runs (a spy on
+    ``ImageFile.load``): checks that an image is refused from its header alone."""
+    from PIL import ImageFile
+
+    names = []
+    original = ImageFile.ImageFile.load
+
+    def load(image):
+        names.append(str(getattr(image, "filename", "")).rsplit("/", 1)[-1])
+        return original(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return names

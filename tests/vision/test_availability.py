@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image, ImageFile
+from PIL import Image
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
 from amr_pipeline.pipelines.data_processing import nodes
@@ -49,26 +49,12 @@ def images(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def decoded(monkeypatch):
-    """The file names whose pixels Pillow decodes while the test runs."""
-    names = []
-    original = ImageFile.ImageFile.load
-
-    def load(image):
-        names.append(str(getattr(image, "filename", "")).rsplit("/", 1)[-1])
-        return original(image)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return names
-
-
 def _items(names):
     return pd.DataFrame({"item_raw_id": [f"i{k}" for k in range(len(names))], "image": names})
 
 
 def test_images_over_the_pixel_limit_join_the_missing_and_corrupt_ones_undecoded(images,
-                                                                                 decoded):
+                                                                                 decoded_files):
     names = ["ok0.png", "bomb.png", "at_limit.png", "gone.jpg", "bomb.jpg", "broken.jpg",
              "just_over.png"]
     report = missing_visuals(_items(names), ImageFolder(images), max_image_pixels=LIMIT)
@@ -80,7 +66,7 @@ def test_images_over_the_pixel_limit_join_the_missing_and_corrupt_ones_undecoded
     assert "too many pixels" in reasons["bomb.jpg"] and "1001 x 1000" in reasons["just_over.png"]
     assert reasons["gone.jpg"].startswith("missing file")
     assert reasons["broken.jpg"].startswith("unreadable image")
-    assert decoded == [], "the check reads headers only"
+    assert decoded_files == [], "the check reads headers only"
 
 
 def test_the_default_limit_is_pillows_and_pillows_own_refusal_is_reported_not_raised(tmp_path):
@@ -127,7 +113,7 @@ def _tables(names):
     return make_interactions([u for u, _ in pairs], [i for _, i in pairs]), items
 
 
-def test_drop_leaves_items_over_the_pixel_limit_out_and_reports_them(images, decoded, caplog):
+def test_drop_leaves_items_over_the_pixel_limit_out_and_reports_them(images, decoded_files, caplog):
     interactions, items = _tables(["ok0.png", "bomb.png", "ok1.png", "bomb.jpg", "just_over.png"])
     parameters = dict(PARAMETERS, on_missing_image="drop")
     indexed, _, kept = nodes.filter_and_index(interactions, items, ImageFolder(images),
@@ -136,10 +122,10 @@ def test_drop_leaves_items_over_the_pixel_limit_out_and_reports_them(images, dec
     assert indexed["item_id"].isin(kept["item_id"]).all() and len(indexed) == 10
     assert "3 of 5 items have no usable image" in caplog.text
     assert f"item i1: unreadable: too many pixels in {images / 'bomb.png'}" in caplog.text
-    assert not set(decoded) & set(BOMBS)
+    assert not set(decoded_files) & set(BOMBS)
 
 
-def test_fail_names_the_file_over_the_pixel_limit_and_the_fix(images, decoded):
+def test_fail_names_the_file_over_the_pixel_limit_and_the_fix(images, decoded_files):
     interactions, items = _tables(["ok0.png", "ok1.png", "bomb.jpg"])
     with pytest.raises(RawDataError) as raised:
         nodes.filter_and_index(interactions, items, ImageFolder(images),
@@ -150,7 +136,7 @@ def test_fail_names_the_file_over_the_pixel_limit_and_the_fix(images, decoded):
             "25,000,000 pixels, over max_image_pixels 1,000,000)") in message
     assert "data_processing.max_image_pixels" in message
     assert "on_missing_image: drop" in message
-    assert "bomb.jpg" not in decoded
+    assert "bomb.jpg" not in decoded_files
 
 
 def test_non_finite_feature_rows_are_reported_by_item_and_dropped_before_the_split(caplog):
@@ -172,7 +158,7 @@ def test_non_finite_feature_rows_are_reported_by_item_and_dropped_before_the_spl
 # ------------------------------------------------------------- feature extraction on Ray
 
 
-def test_ray_decoding_tasks_leave_images_over_the_limit_undecoded(images, decoded):
+def test_ray_decoding_tasks_leave_images_over_the_limit_undecoded(images, decoded_files):
     from amr_pipeline.vision import ray_features
 
     names = ["ok1.png", "bomb.jpg", "just_over.png"]
@@ -183,7 +169,7 @@ def test_ray_decoding_tasks_leave_images_over_the_limit_undecoded(images, decode
     assert result["problem"][1].startswith("unreadable: too many pixels (5000 x 5000")
     assert result["problem"][2].startswith("unreadable: too many pixels (1001 x 1000")
     assert not result["image"][1:].any() and result["image"][0].any()
-    assert "ok1.png" in decoded and not set(decoded) & set(BOMBS)
+    assert "ok1.png" in decoded_files and not set(decoded_files) & set(BOMBS)
 
 
 def test_ray_parts_are_not_reused_under_another_pixel_limit(images):

@@ -552,22 +552,6 @@ def bomb_folder(tmp_path_factory, folder):
     return root
 
 
-@pytest.fixture
-def decoded_files(monkeypatch):
-    """Names of the files whose pixels Pillow decodes while the test runs."""
-    from PIL import ImageFile
-
-    names = []
-    original = ImageFile.ImageFile.load
-
-    def load(image):
-        names.append(str(getattr(image, "filename", "")).rsplit("/", 1)[-1])
-        return original(image)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return names
-
-
 def test_load_image_refuses_too_many_pixels_without_decoding_them(bomb_folder, decoded_files):
     with pytest.raises(RawDataError) as raised:
         resnet.load_image(bomb_folder / "bomb.jpg", SIZE, max_image_pixels=1_000_000)
