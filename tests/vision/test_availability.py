@@ -113,7 +113,8 @@ def _tables(names):
     return make_interactions([u for u, _ in pairs], [i for _, i in pairs]), items
 
 
-def test_drop_leaves_items_over_the_pixel_limit_out_and_reports_them(images, decoded_files, caplog):
+def test_drop_leaves_items_over_the_pixel_limit_out_and_reports_them(images, decoded_files,
+                                                                   caplog):
     interactions, items = _tables(["ok0.png", "bomb.png", "ok1.png", "bomb.jpg", "just_over.png"])
     parameters = dict(PARAMETERS, on_missing_image="drop")
     indexed, _, kept = nodes.filter_and_index(interactions, items, ImageFolder(images),
