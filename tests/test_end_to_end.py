@@ -147,6 +147,8 @@ def test_replicates_are_stored_evaluated_and_aggregated(project):
     for column in ("full_ndcg_at_10_mean", "full_recall_at_20_ci_high", "corrected_hr_at_10_mean",
                    "cold.ndcg_at_10_ci_low"):
         assert table[column].notna().all(), column
+    curves = pd.read_parquet(data / "08_reporting/demo/generalisation_curves.parquet")
+    assert sorted(curves["replicate"].unique()) == [0, 1], "Figure 3 continues every replicate"
     runs = _runs(project)
     parent = runs[runs["tags.pipeline"] == "__default__"].iloc[0]
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]

@@ -39,6 +39,23 @@ def test_generalisation_figure(tmp_path):
     _saved(figure, tmp_path, "figure3")
 
 
+def test_generalisation_figure_draws_the_replicate_mean_and_its_interval():
+    epochs = np.arange(0, 30, 10)
+    curves = pd.concat(
+        pd.DataFrame({"epoch": epochs, "model": "amr", "replicate": replicate,
+                      "hr_at_10": 0.2 + shift, "ndcg_at_10": 0.1 + shift})
+        for replicate, shift in enumerate((-0.01, 0.0, 0.01))
+    )
+    figure = figures.generalisation_figure(curves)
+    axes = figure.axes[0]
+    np.testing.assert_allclose(axes.lines[0].get_ydata(), [0.2, 0.2, 0.2])
+    assert len(axes.collections) == 1, "the 95% interval over replicates as a band"
+    band = axes.collections[0].get_paths()[0].vertices[:, 1]
+    from scipy import stats
+    half = stats.t.ppf(0.975, 2) * stats.sem([-0.01, 0.0, 0.01])
+    assert band.min() == pytest.approx(0.2 - half) and band.max() == pytest.approx(0.2 + half)
+
+
 def _robustness():
     rows = [{"model": m, "attack": "none", "epsilon": 0.0, "hr_at_10": 0.2, "ndcg_at_10": 0.1}
             for m in ("vbpr", "amr")]

@@ -29,19 +29,32 @@ def _require(frame: pd.DataFrame, columns: set[str], what: str):
         )
 
 
+def _mean_with_band(axes, frame: pd.DataFrame, x: str, y: str, **style) -> None:
+    """``y`` against ``x``: the mean over the rows sharing an ``x`` (replicates) as a line and,
+    where there are several, their 95% t interval as a band."""
+    xs, means, lows, highs = [], [], [], []
+    for value, group in frame.groupby(x, sort=True):
+        mean, low, high = intervals.t_interval(group[y].to_numpy())
+        xs.append(value), means.append(mean), lows.append(low), highs.append(high)
+    line, = axes.plot(xs, means, marker="o", **style)
+    if len(frame) > len(xs):
+        axes.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2)
+
+
 def generalisation_figure(
     curves: pd.DataFrame,
     reference: Mapping[str, Mapping[str, float]] | None = None,
     metrics: Sequence[str] = ("hr_at_10", "ndcg_at_10"),
 ) -> Figure:
     """Figure 3: test HR@10 and NDCG@10 against the training epoch, one line per ``model`` in
-    ``curves`` (``epoch``, ``model``, metrics), and each ``reference`` model (e.g.
+    ``curves`` (``epoch``, ``model``, metrics; with several ``replicate`` rows per epoch, their
+    mean and 95% t interval as a band), and each ``reference`` model (e.g.
     ``{"mf_bpr": {"hr_at_10": 0.15, "ndcg_at_10": 0.10}}``) as a dashed horizontal line."""
     _require(curves, {"epoch", "model", *metrics}, "generalisation_figure")
     figure = Figure(figsize=(5 * len(metrics), 3.8), layout="constrained")
     for axes, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
-        for model, part in curves.sort_values("epoch").groupby("model", sort=False):
-            axes.plot(part["epoch"], part[metric], marker="o", markersize=3, label=_name(model))
+        for model, part in curves.groupby("model", sort=False):
+            _mean_with_band(axes, part, "epoch", metric, label=_name(model), markersize=3)
         for model, values in (reference or {}).items():
             axes.axhline(values[metric], linestyle="--", color="grey", label=_name(model))
         axes.set(xlabel="epoch", ylabel=label(metric), title=label(metric))
@@ -68,15 +81,8 @@ def perturbation_figure(
     for axes, metric in zip(np.atleast_1d(figure.subplots(1, len(metrics))), metrics):
         for attack in attacks:
             part = frame[(frame["attack"] == attack) & (frame["epsilon"] > 0)]
-            epsilons, means, lows, highs = [], [], [], []
-            for epsilon, group in part.groupby("epsilon", sort=True):
-                mean, low, high = intervals.t_interval(group[metric].to_numpy())
-                epsilons.append(epsilon), means.append(mean), lows.append(low)
-                highs.append(high)
-            line, = axes.plot(epsilons, means, marker="o",
-                              label=f"{_name(model)}-{ATTACK_NAMES.get(attack, attack)}")
-            if len(part) > len(epsilons):  # replicates: the 95% t interval as a band
-                axes.fill_between(epsilons, lows, highs, color=line.get_color(), alpha=0.2)
+            _mean_with_band(axes, part, "epsilon", metric,
+                            label=f"{_name(model)}-{ATTACK_NAMES.get(attack, attack)}")
         if not clean.empty:
             axes.axhline(clean[metric].mean(), linestyle="--", color="grey", label=_name(model))
         axes.set_xscale("log")

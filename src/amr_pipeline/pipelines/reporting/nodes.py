@@ -9,7 +9,7 @@ from amr_pipeline.item_features import feature_matrix
 from amr_pipeline.recsys import metrics
 from amr_pipeline.recsys.models import FactorModel
 from amr_pipeline.recsys.stored import history_metrics, load_model
-from amr_pipeline.recsys.train import train_bpr
+from amr_pipeline.recsys.replicates import train_replicates
 from amr_pipeline.reporting import figures, tables
 from amr_pipeline.vision import pixel_attack
 from amr_pipeline.vision.images import load_image
@@ -86,10 +86,16 @@ def generalisation_curves(
     vbpr_parameters: dict,
     amr_parameters: dict,
     parameters: dict,
+    vbpr_replicates: dict | None = None,
 ):
     """Figure 3 (4.3.1): from the same trained VBPR, continue VBPR and train AMR for the same
-    epochs, evaluating test HR@10/NDCG@10 every ``eval_every`` epochs; MF-BPR is the flat line."""
-    start = FactorModel.from_frames(vbpr_user_factors, vbpr_item_factors, vbpr_feature_projection)
+    epochs, evaluating test HR@10/NDCG@10 every ``eval_every`` epochs; MF-BPR is the flat line.
+    Each VBPR replicate is continued the same way (replicate k with its own seed), so the
+    curves have a ``replicate`` column and the figure a band; MLflow gets replicate 0's."""
+    starts = [(vbpr_user_factors, vbpr_item_factors, vbpr_feature_projection)] + [
+        (tables["user_factors"], tables["item_factors"], tables["feature_projection"])
+        for _, tables in sorted((vbpr_replicates or {}).items())]
+    starts = [FactorModel.from_frames(*frames) for frames in starts]
     features = feature_matrix(item_features, items)
     curves, logged = [], {}
     for name, model_parameters in (("vbpr", vbpr_parameters), ("amr", amr_parameters)):
@@ -97,10 +103,13 @@ def generalisation_curves(
                     if key != "initialise_users"}
         settings.update(epochs=parameters["epochs"], eval_every=parameters["eval_every"],
                         checkpoint_every=parameters["epochs"])
-        result = train_bpr(train, len(users), len(items), params=settings, features=features,
-                           initial=start.copy(), validation_candidates=test_candidates)
-        curves.append(result.history.assign(model=name))
-        for key, values in history_metrics(result.history).items():
+        results = train_replicates(train, len(users), len(items), params=settings,
+                                   replicates=len(starts), features=features,
+                                   initials=[start.copy() for start in starts],
+                                   validation_candidates=test_candidates)
+        for replicate, result in enumerate(results):
+            curves.append(result.history.assign(model=name, replicate=replicate))
+        for key, values in history_metrics(results[0].history).items():
             logged[f"{name}.{key.replace('validation.', 'test.')}"] = values
     curves = pd.concat(curves, ignore_index=True)
     reference = {"mf_bpr": metrics.summarise(mf_bpr_ranks, (10,))}

@@ -59,6 +59,7 @@ def generalisation_pipeline() -> Pipeline:
                 "vbpr_user_factors": "vbpr.user_factors",
                 "vbpr_item_factors": "vbpr.item_factors",
                 "vbpr_feature_projection": "vbpr.feature_projection",
+                "vbpr_replicates": "vbpr.replicates",
                 "mf_bpr_ranks": "mf_bpr.ranks",
                 "vbpr_parameters": "vbpr.settings",
                 "amr_parameters": "amr.settings",
