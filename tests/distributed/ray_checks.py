@@ -144,3 +144,60 @@ def test_killed_ray_extraction_resumes_without_recomputing_finished_parts(image_
     assert kept[:2] == written  # finished parts were not rewritten
     local = _local(items, folder, "float32", tmp_path / "local_cache")
     assert np.array_equal(features.features, local.features.features)
+
+
+# --------------------------------------------------------------------------- image downloads
+
+def test_image_downloads_on_ray_equal_a_local_download(tmp_path):
+    """URL partitions as Ray tasks against a loopback server inside this private namespace:
+    the same status table as this process, every image fetched once, a 404 reported."""
+    import io
+    import threading
+    from collections import Counter
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from PIL import Image
+
+    from amr_pipeline.images import DownloadSettings, download_images
+
+    bodies = {}
+    for index in range(7):
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 40), (30 * index, 90, 200)).save(buffer, "JPEG")
+        bodies[f"/{index}.jpg"] = buffer.getvalue()
+    requests = Counter()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            requests[self.path] += 1
+            body = bodies.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "image/jpeg" if body else "text/plain")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    items = pd.DataFrame({"item_raw_id": [f"i{k}" for k in range(8)],
+                          "image": [f"i{k}.jpg" for k in range(8)],
+                          "url": [f"{base}/{k}.jpg" for k in range(8)]})  # /7.jpg: 404
+    settings = DownloadSettings(allow_private_addresses=True, min_side=8, attempts=1,
+                                progress=False)
+    try:
+        local = download_images(items, tmp_path / "local", settings)
+        on_ray = download_images(items, tmp_path / "ray", settings,
+                                 executor=RayExecutor(in_flight=2), partition_size=3)
+    finally:
+        server.shutdown()
+    columns = ["item_raw_id", "image", "status", "http_status", "bytes", "sha256", "width",
+               "height"]
+    pd.testing.assert_frame_equal(local[columns], on_ray[columns])
+    assert list(on_ray["status"]) == ["ok"] * 7 + ["http_error"]
+    assert all(count == 2 for count in requests.values()), "each image once per run"
+    for index in range(7):
+        assert (tmp_path / "ray" / f"i{index}.jpg").read_bytes() == bodies[f"/{index}.jpg"]

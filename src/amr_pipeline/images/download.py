@@ -511,6 +511,8 @@ def download_images(
     previous: pd.DataFrame | None = None,
     resolver: Resolver | None = None,
     transport: httpx.BaseTransport | None = None,
+    executor=None,
+    partition_size: int = 256,
 ) -> pd.DataFrame:
     """Fetch every image of ``items`` (``item_raw_id``, ``image``, ``url``) missing from
     ``folder``; return the status table (``STATUS_COLUMNS``, one row per item, in order).
@@ -518,6 +520,14 @@ def download_images(
     ``previous``: the status table of an earlier run (merged: failures are kept unless
     ``settings.retry_failed``). ``resolver(host, port) -> [address]`` replaces DNS (tests);
     ``transport`` replaces httpx's network transport (tests, benchmarks).
+
+    ``executor`` (:mod:`amr_pipeline.distributed`; default: this process) fetches the items in
+    partitions of ``partition_size``, each partition one task with its own client and thread
+    pool, writing into ``folder`` (which every worker must see: one machine, or shared
+    storage); the status rows come back in item order and placeholders are marked here, over
+    all partitions. ``concurrency`` and ``per_host`` hold per task, so one host sees up to
+    ``per_host`` x the tasks in flight (``RayExecutor.in_flight``): lower ``per_host`` or the
+    tasks in flight for a cluster.
     """
     settings = settings or DownloadSettings()
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -563,14 +573,36 @@ def download_images(
             to_fetch.append((len(results), row, path))
             results.append(None)
 
-    if to_fetch:
+    if to_fetch and (executor is None or executor.name == "local"):
         _fetch_all(to_fetch, results, settings, resolver or default_resolver, transport)
+    elif to_fetch:
+        if int(partition_size) < 1:
+            raise ConfigurationError(f"images.partition_size must be at least 1, got "
+                                     f"{partition_size!r}.")
+        blocks = [to_fetch[start:start + int(partition_size)]
+                  for start in range(0, len(to_fetch), int(partition_size))]
+        fetched = executor.map(fetch_partition, [[(row, path) for _, row, path in block]
+                                                 for block in blocks],
+                               settings, resolver, transport)
+        for block, rows in zip(blocks, fetched):
+            for (index, _, _), row in zip(block, rows):
+                results[index] = row
     table = _table(_mark_placeholders(results, folder, settings.placeholder_min_items,
                                       before.values()))
     counts = status_counts(table)
     logger.info("Image downloads into %s: %d items, %d fetched now; %s.", folder, len(table),
                 len(to_fetch), ", ".join(f"{s} {n}" for s, n in counts.items() if n))
     return table
+
+
+def fetch_partition(block: list[tuple[dict, Path]], settings: DownloadSettings,
+                    resolver: Resolver | None = None, transport=None) -> list[dict]:
+    """Fetch one partition's ``(row, path)`` pairs (a Ray task, or this process) and return
+    their status rows in order: the same fetch as a local run, with its own client."""
+    results: list[dict | None] = [None] * len(block)
+    _fetch_all([(index, row, path) for index, (row, path) in enumerate(block)], results,
+               settings, resolver or default_resolver, transport)
+    return results
 
 
 def _failed(row: dict, status: str, error: str) -> dict:

@@ -13,6 +13,7 @@ from amr_pipeline.images import (
     download_images,
     status_counts,
 )
+from amr_pipeline.distributed import executor
 from amr_pipeline.pipelines import mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,13 @@ def download_item_images(
         raise ValueError("raw_items has no url column: re-run the ingest node (kedro run "
                          "--pipeline=images runs it) with a reader that keeps image URLs.")
     settings = DownloadSettings.from_parameters(parameters)
-    table = download_images(raw_items[["item_raw_id", "image", "url"]], folder, settings,
-                            previous=previous)
+    ray_options = dict(parameters.get("ray") or {})
+    partition_size = ray_options.pop("partition_size", 256)
+    table = download_images(
+        raw_items[["item_raw_id", "image", "url"]], folder, settings, previous=previous,
+        executor=executor(parameters.get("executor", "local"), "images.executor",
+                          **ray_options),
+        partition_size=partition_size)
     counts = status_counts(table)
     failed = len(table) - counts["ok"] - counts["exists"]
     if failed:
