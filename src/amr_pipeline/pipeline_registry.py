@@ -58,7 +58,8 @@ def _trained_and_evaluated(names) -> Pipeline:
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
-    data = data_processing.create_pipeline()
+    download = images.create_pipeline()
+    data = data_processing.create_pipeline(download=download)
     feature = features.create_pipeline()
     final_data = training_data_pipeline()
     amr_chain = chain("amr")  # MF-BPR -> VBPR -> AMR
@@ -79,7 +80,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     return {
         "data_processing": data,
         "features": data + feature,
-        "images": data.only_nodes("ingest_raw_dump") + images.create_pipeline(),
+        "images": data.only_nodes("ingest_raw_dump") + download,
         "amr": amr,
         "baselines": baselines,
         "tuning": data + feature + tuning.create_pipeline(),

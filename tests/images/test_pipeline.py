@@ -45,12 +45,16 @@ def _dump(folder: Path, base: str) -> None:
         (folder / name).write_bytes(b"".join(bson.encode(d) for d in documents))
 
 
-def _catalog(tmp_path: Path, parameters: dict) -> DataCatalog:
+FILTERS = {"on_malformed_record": "fail", "sample_users": None, "min_user_interactions": 1,
+           "drop_items_without_image": True, "seed": 0}
+
+
+def _catalog(tmp_path: Path, parameters: dict, **filters) -> DataCatalog:
     output = tmp_path / "02_intermediate"
     return DataCatalog({
         "raw_source": PinterestDumpDataset(path=str(tmp_path), board_categories=None,
                                            categories=None),
-        "params:data_processing": MemoryDataset({"on_malformed_record": "fail"}),
+        "params:data_processing": MemoryDataset(dict(FILTERS, **filters)),
         "params:images": MemoryDataset(parameters),
         "raw_interactions": KeptDataset(),
         "raw_items": ParquetDataset(filepath=str(output / "raw_items.parquet")),
@@ -91,6 +95,17 @@ def test_images_pipeline_downloads_merges_and_logs_counts(server, tmp_path):
     again = pd.read_parquet(tmp_path / "02_intermediate" / "image_downloads.parquet")
     assert sorted(again["status"]) == ["exists"] * 4 + ["http_error"]
     assert sum(server.hits.values()) == 5
+
+
+def test_only_the_items_that_survive_the_filters_are_downloaded(server, tmp_path):
+    """Boards with fewer than 3 pins are filtered out before the download: the images only
+    they pinned are never requested (the real Pinterest subset fetches its own images)."""
+    _dump(tmp_path, server.base)
+    catalog = _catalog(tmp_path, PARAMETERS, min_user_interactions=3)
+    SequentialRunner().run(register_pipelines()["images"], catalog)
+    table = pd.read_parquet(tmp_path / "02_intermediate" / "image_downloads.parquet")
+    assert sorted(table["item_raw_id"]) == ["gone.jpg", "img0.jpg", "img2.jpg"]
+    assert sum(server.hits.values()) == 3
 
 
 def test_download_off_fetches_nothing(server, tmp_path):

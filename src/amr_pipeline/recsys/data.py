@@ -18,6 +18,20 @@ logger = logging.getLogger(__name__)
 INTERACTION_COLUMNS = ["user_id", "item_id"]
 
 
+def filter_with_parameters(interactions: pd.DataFrame, items: pd.DataFrame,
+                           parameters: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`filter_interactions` with the ``data_processing`` parameters (``sample_users``,
+    ``min_user_interactions``, ``drop_items_without_image``, ``seed``)."""
+    return filter_interactions(
+        interactions,
+        items,
+        sample_users=parameters.get("sample_users"),
+        min_user_interactions=parameters["min_user_interactions"],
+        drop_items_without_image=parameters["drop_items_without_image"],
+        seed=parameters["seed"],
+    )
+
+
 def filter_interactions(
     interactions: pd.DataFrame,
     items: pd.DataFrame,

@@ -65,7 +65,8 @@ def ingest(
 
 
 def filter_and_index(
-    interactions: pd.DataFrame, items: pd.DataFrame, image_source, parameters: dict
+    interactions: pd.DataFrame, items: pd.DataFrame, image_source, parameters: dict,
+    image_downloads: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Apply the dataset's filters, check that every kept item has a usable image (or
     feature row), then give users and items contiguous integer ids.
@@ -74,22 +75,23 @@ def filter_and_index(
     escapes the image folder (never opened), or an image whose header declares more than
     ``max_image_pixels`` pixels (never decoded; default Pillow's limit), does: ``fail``
     (default) stops with one report listing every such item; ``drop`` logs the report and
-    filters those items out as if they had no image.
+    filters those items out as if they had no image. With the download step
+    (``image_downloads``, its status table), a missing image's report names why its download
+    failed.
     """
     def run_filters(item_table):
-        return data.filter_interactions(
-            interactions,
-            item_table,
-            sample_users=parameters.get("sample_users"),
-            min_user_interactions=parameters["min_user_interactions"],
-            drop_items_without_image=parameters["drop_items_without_image"],
-            seed=parameters["seed"],
-        )
+        return data.filter_with_parameters(interactions, item_table, parameters)
 
     filtered, kept_items = run_filters(items)
     report = missing_visuals(kept_items, image_source, parameters.get("max_image_pixels"))
     if len(report):
-        lines = [f"item {raw}: {reason}" for raw, _, reason in report.itertuples(index=False)]
+        failures = {}
+        if image_downloads is not None and len(image_downloads):
+            failed = image_downloads[~image_downloads["status"].isin(["ok", "exists"])]
+            failures = {str(raw): f" (download: {status}, {error})" for raw, status, error in
+                        failed[["item_raw_id", "status", "error"]].itertuples(index=False)}
+        lines = [f"item {raw}: {reason}{failures.get(str(raw), '')}"
+                 for raw, _, reason in report.itertuples(index=False)]
         message = (f"{len(report)} of {len(kept_items)} items have no usable image:\n"
                    f"{format_problems(lines)}")
         if parameters.get("on_missing_image", "fail") == "fail":

@@ -5,8 +5,14 @@ from kedro.pipeline import Node, Pipeline
 from .nodes import filter_and_index, ingest, sample_candidates, split
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
+def create_pipeline(download: Pipeline | None = None, **kwargs) -> Pipeline:
+    """Ingest, filter, index, split and sample candidates; with ``download`` (the ``images``
+    pipeline's node, a no-op while ``images.download`` is false), item images are fetched after
+    the filters and before the availability check, which then reads their status table."""
+    checked = ["raw_interactions", "raw_items", "image_source", "params:data_processing"]
+    if download is not None:
+        checked.append("image_downloads")
+    return (download or Pipeline([])) + Pipeline(
         [
             Node(
                 ingest,
@@ -17,7 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 filter_and_index,
-                ["raw_interactions", "raw_items", "image_source", "params:data_processing"],
+                checked,
                 ["interactions", "users", "indexed_items"],
                 name="filter_and_index",
             ),

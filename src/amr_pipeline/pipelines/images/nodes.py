@@ -15,14 +15,18 @@ from amr_pipeline.images import (
 )
 from amr_pipeline.distributed import executor
 from amr_pipeline.pipelines import mlflow_metrics
+from amr_pipeline.recsys.data import filter_with_parameters
 
 logger = logging.getLogger(__name__)
 
 
 def download_item_images(
-    raw_items: pd.DataFrame, folder: Path, previous: pd.DataFrame | None, parameters: dict
+    raw_interactions: pd.DataFrame, raw_items: pd.DataFrame, folder: Path,
+    previous: pd.DataFrame | None, parameters: dict, data_processing: dict,
 ) -> tuple[pd.DataFrame, dict]:
-    """Fetch the items' images (``image`` file names, ``url`` sources) into ``folder``.
+    """Fetch the images (``image`` file names, ``url`` sources) of the items that survive the
+    interaction filters and the user sample (``data_processing`` parameters, paper 4.1.1),
+    into ``folder``: the real Pinterest subset fetches its ~5,000 images, not the dump's.
 
     Returns the status table (merged with ``previous``, the table of the last run) and the
     counts per status for MLflow (``images.<status>``). With ``images.download: false`` (the
@@ -36,6 +40,10 @@ def download_item_images(
     if "url" not in raw_items.columns:
         raise ValueError("raw_items has no url column: re-run the ingest node (kedro run "
                          "--pipeline=images runs it) with a reader that keeps image URLs.")
+    _, kept_items = filter_with_parameters(
+        raw_interactions, raw_items.assign(image=raw_items["image"].fillna(raw_items["url"])),
+        {**data_processing, "drop_items_without_image": True})
+    raw_items = raw_items[raw_items["item_raw_id"].isin(kept_items["item_raw_id"])]
     settings = DownloadSettings.from_parameters(parameters)
     ray_options = dict(parameters.get("ray") or {})
     partition_size = ray_options.pop("partition_size", 256)

@@ -10,8 +10,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 download_item_images,
-                ["raw_items", "image_download_folder", "image_downloads_previous",
-                 "params:images"],
+                ["raw_interactions", "raw_items", "image_download_folder",
+                 "image_downloads_previous", "params:images", "params:data_processing"],
                 ["image_downloads", "images.metrics"],
                 name="download_item_images",
             ),
