@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 from kedro.pipeline import Node, Pipeline
 from kedro_mlflow.pipeline import pipeline_ml_factory
+from kedro_mlflow.pipeline.pipeline_ml import PipelineML
 
 from amr_pipeline.models_table import BY_NAME, FACTOR_TABLES
 
@@ -69,11 +70,28 @@ def inference_pipeline() -> Pipeline:
                     tags="inference")
 
 
-def recommend_pipeline_ml(training: Pipeline):
-    """``training`` (which must write the served tables) bound to :func:`inference_pipeline`:
-    kedro-mlflow logs the model when a run of it ends."""
-    return pipeline_ml_factory(training=training, inference=inference_pipeline(),
-                               input_name=REQUEST, log_model_kwargs={"name": MODEL_NAME})
+class FilterablePipelineML(PipelineML):
+    """kedro-mlflow's ``PipelineML``, except that a run filtered to nodes that do not write
+    the served tables (``kedro run --pipeline=amr --nodes=...``, ``--to-nodes``, ``--tags``)
+    is a plain ``Pipeline`` that logs no model: ``PipelineML`` itself refuses such a filter
+    (the inference inputs would be free), which would make those runs fail before they start.
+    """
+
+    def _turn_pipeline_to_ml(self, pipeline: Pipeline):
+        if not set(SERVED_TABLES) <= pipeline.all_outputs():
+            return Pipeline(pipeline.nodes)
+        return super()._turn_pipeline_to_ml(pipeline)
+
+
+def recommend_pipeline_ml(training: Pipeline) -> PipelineML:
+    """``training`` (which must write the served tables) bound to :func:`inference_pipeline`
+    by ``pipeline_ml_factory``: kedro-mlflow logs the model when a run of it ends. Build it
+    last: ``+`` turns a ``PipelineML`` back into a plain ``Pipeline`` (kedro-mlflow issue
+    690)."""
+    bound = pipeline_ml_factory(training=training, inference=inference_pipeline(),
+                                input_name=REQUEST, log_model_kwargs={"name": MODEL_NAME})
+    bound.__class__ = FilterablePipelineML  # same state; only filtering differs
+    return bound
 
 
 def model_signature(parameters: dict):
