@@ -62,3 +62,19 @@ def test_placements_rank_new_items_against_the_top_n():
     users, items, ranks = placements(new, top, 3)
     assert list(zip(users.tolist(), items.tolist(), ranks.tolist())) == [
         (0, 0, 2), (1, 0, 3), (1, 1, 1)]
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 20])
+def test_grouped_thresholds_on_a_larger_catalogue_equal_brute_force(top_k):
+    """Over 32 k items the threshold comes from group maxima (groups of several items)."""
+    rng = np.random.default_rng(2)
+    users = rng.integers(-1, 2, (30, 2)).astype(np.float32)
+    vectors = rng.integers(-3, 4, (701, 2)).astype(np.float32)  # ties everywhere
+    pairs = [(u, i) for u in range(30) for i in range(0, 701, 3) if u % 4 == 0]
+    pairs += [(1, i) for i in range(695)]  # user 1: 6 unseen items
+    pairs = sorted(set(pairs))
+    seen = SeenItems([u for u, _ in pairs], [i for _, i in pairs])
+    got = top_n(users, vectors, top_k, seen, block_scores=701 * 7)
+    expected = brute_force(users, vectors, pairs, top_k)
+    assert list(zip(got.user.tolist(), got.rank.tolist(), got.item.tolist())) == [
+        (u, r, i) for u, r, i, _ in expected]

@@ -62,7 +62,13 @@ def top_n(
     block_scores: int = BLOCK_SCORES,
 ) -> TopN:
     """The ``top_k`` items of each of ``users`` (default: every row of ``user_factors``) by
-    ``user_factors[u] · item_vectors[i]``, ``seen`` items left out, ties by item id."""
+    ``user_factors[u] · item_vectors[i]``, ``seen`` items left out, ties by item id.
+
+    Per block of users: one matrix product into a reused buffer, then a threshold per row
+    that no top-``k`` item is below: the catalogue is cut into groups of ``g`` items and the
+    ``k``-th largest group maximum is taken (``np.argpartition`` over the group maxima; ``k``
+    groups hold an item at least that high). Only the items at or above it are sorted, by
+    score then item id. ``g = 1`` for small catalogues (the exact ``k``-th score)."""
     top_k = int(top_k)
     if top_k < 1:
         raise ConfigurationError(f"top_k must be a positive integer, got {top_k!r}")
@@ -72,34 +78,40 @@ def top_n(
     users = (np.arange(len(user_factors), dtype=np.int64) if users is None
              else np.asarray(users, np.int64))
     k = min(top_k, n_items)
-    step = max(1, int(block_scores) // max(n_items, 1))
+    empty = TopN(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                 np.zeros(0, np.float32))
+    if k == 0 or not len(users):
+        return empty
+    step = min(len(users), max(1, int(block_scores) // max(n_items, 1)))
+    group = max(1, n_items // (16 * k))
+    whole = n_items - n_items % group  # items in full groups; the rest form one more group
+    buffer = np.empty((step, n_items), np.float32)
+    above = np.empty((step, n_items), bool)
     parts: list[tuple[np.ndarray, ...]] = []
     for start in range(0, len(users), step):
         block_users = users[start:start + step]
-        scores = user_factors[block_users] @ vectors_t
+        size = len(block_users)
+        scores = buffer[:size]
+        np.matmul(user_factors[block_users], vectors_t, out=scores)
         if seen is not None:
             rows, items = seen.in_block(block_users)
             scores[rows, items] = -np.inf
-        if k == 0:
-            continue
-        if k < n_items:
-            kth = np.argpartition(scores, n_items - k, axis=1)[:, n_items - k]
-            threshold = scores[np.arange(len(block_users)), kth]
-            candidates = scores >= threshold[:, None]
-        else:
-            candidates = np.ones_like(scores, dtype=bool)
-        candidates &= scores > -np.inf
+        maxima = scores[:, :whole].reshape(size, -1, group).max(axis=2)
+        if whole < n_items:
+            maxima = np.concatenate([maxima, scores[:, whole:].max(axis=1, keepdims=True)], 1)
+        kth = min(k, maxima.shape[1])
+        threshold = np.partition(maxima, maxima.shape[1] - kth, axis=1)[:, -kth]
+        # no finite threshold (fewer than k unseen items): every unseen item is a candidate
+        threshold = np.maximum(threshold, np.nextafter(np.float32(-np.inf), np.float32(0)))
+        candidates = np.greater_equal(scores, threshold[:, None], out=above[:size])
         rows, items = np.nonzero(candidates)  # row-major: item ids ascending within a row
         values = scores[rows, items]
         order = np.lexsort((items, -values, rows))
         rows, items, values = rows[order], items[order], values[order]
-        first = np.searchsorted(rows, np.arange(len(block_users)))
+        first = np.searchsorted(rows, np.arange(size))
         rank = np.arange(len(rows)) - first[rows]
         keep = rank < k
         parts.append((block_users[rows[keep]], rank[keep] + 1, items[keep], values[keep]))
-    if not parts:
-        return TopN(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                    np.zeros(0, np.float32))
     return TopN(*(np.concatenate(column) for column in zip(*parts)))
 
 
