@@ -104,7 +104,8 @@ def top_n(
         # no finite threshold (fewer than k unseen items): every unseen item is a candidate
         threshold = np.maximum(threshold, np.nextafter(np.float32(-np.inf), np.float32(0)))
         candidates = np.greater_equal(scores, threshold[:, None], out=above[:size])
-        rows, items = np.nonzero(candidates)  # row-major: item ids ascending within a row
+        # row-major: item ids ascending within a row (1-d flatnonzero: 2-d nonzero is slow)
+        rows, items = np.divmod(np.flatnonzero(candidates), n_items)
         values = scores[rows, items]
         order = np.lexsort((items, -values, rows))
         rows, items, values = rows[order], items[order], values[order]
