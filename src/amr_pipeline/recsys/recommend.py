@@ -3,10 +3,11 @@ catalogue, minus the items the user interacted with in the final training data.
 
 Scores are ``p_u · v_i`` with ``v_i = q_i + E c_i`` computed once
 (:meth:`~amr_pipeline.recsys.models.FactorModel.item_vectors`). Users are scored in blocks
-(never a users x items matrix); in each block ``np.argpartition`` finds the ``top_k``-th best
-score ``t`` of every row, the candidates ``>= t`` are then sorted by score (descending) and item
-id (ascending), so ties are broken by item id exactly, even across the partition boundary.
-NumPy only.
+(never a users x items matrix); in each block a threshold ``t`` per row that no top-``k``
+item is below comes from group maxima (see :func:`top_n`), and only the candidates ``>= t`` are
+sorted, by score (descending) and item id (ascending), so ties are broken by item id exactly,
+even at the threshold. NumPy only. ``benchmarks/recommend_speed.py`` times it at Amazon Women
+scale.
 """
 
 from __future__ import annotations
