@@ -90,12 +90,32 @@ class MlflowRunHooks:
     @hook_impl
     def after_pipeline_run(self, run_params, pipeline, catalog) -> None:
         if self._mlflow is not None:
+            pipeline = configure_logged_model(pipeline, catalog)
             self._mlflow.after_pipeline_run(run_params, pipeline, catalog)
 
     @hook_impl
     def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:
         if self._mlflow is not None:
             self._mlflow.on_pipeline_error(error, run_params, pipeline, catalog)
+
+
+def configure_logged_model(pipeline, catalog):
+    """The pipeline kedro-mlflow is told ran. A ``PipelineML`` (the recommender bound to its
+    training pipeline) gets the model's signature, with this run's request parameters as
+    defaults, and the registered model name, both from ``params:recommend``: kedro-mlflow
+    then logs and registers it. (A run filtered to nodes that do not write the recommender's
+    tables is a plain ``Pipeline``: see ``pipelines.recommend.FilterablePipelineML``.)"""
+    from kedro_mlflow.pipeline.pipeline_ml import PipelineML
+
+    if not isinstance(pipeline, PipelineML):
+        return pipeline
+    from amr_pipeline.pipelines.recommend.pipeline import model_signature
+
+    parameters = catalog.load("params:recommend")
+    pipeline.log_model_kwargs["signature"] = model_signature(parameters)
+    if parameters.get("registered_model_name"):
+        pipeline.log_model_kwargs["registered_model_name"] = parameters["registered_model_name"]
+    return pipeline
 
 
 class RayHooks:

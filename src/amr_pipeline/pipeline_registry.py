@@ -11,7 +11,16 @@
 - ``baselines``: POP, MF-eALS, MF-BPR and DUIF with their evaluation.
 - ``tuning``: the paper's grid search on validation (4.1.4), writing the selected settings
   that the training pipelines read, and Figures 6-7.
+- ``recommend``: the trained ``recommend.model`` (one of MF-BPR, VBPR, AMR) used: every
+  user's top-N, new item images ranked, and the MLflow model registered as
+  ``recommend.registered_model_name``; also the last step of ``amr`` (same models) and
+  ``__default__`` (any model).
 - ``__default__``: everything but tuning, with Tables 1-2, Figure 3 and Figure 1.
+
+``amr``, ``recommend`` and ``__default__`` are kedro-mlflow ``PipelineML`` objects (the
+training pipeline bound to the recommender's inference pipeline), built last: adding a
+pipeline to a ``PipelineML`` turns it back into a plain ``Pipeline``
+(kedro-mlflow issue 690).
 
 Which models there are, what each starts from, and which are tuned, replicated and attacked
 comes from :mod:`amr_pipeline.models_table`.
@@ -27,6 +36,7 @@ from amr_pipeline.pipelines import (
     data_processing,
     features,
     images,
+    recommend,
     reporting,
     tuning,
 )
@@ -72,6 +82,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     for name in ATTACKED_MODELS:
         amr += robustness_pipeline(name)
     amr += ceilings.create_pipeline() + reporting.robustness_report_pipeline()
+    recommended = recommend.create_pipeline(amr_chain)
     baselines = data + feature + final_data + closed_form_pipeline()
     for model in MODELS:
         if model.trainer == CLOSED_FORM:
@@ -81,15 +92,17 @@ def register_pipelines() -> dict[str, Pipeline]:
         "data_processing": data,
         "features": data + feature,
         "images": data.only_nodes("ingest_raw_dump") + download,
-        "amr": amr,
+        "amr": recommend.recommend_pipeline_ml(amr + recommended),
         "baselines": baselines,
         "tuning": data + feature + tuning.create_pipeline(),
-        "__default__": (
+        "recommend": recommend.recommend_pipeline_ml(recommended),
+        "__default__": recommend.recommend_pipeline_ml(
             amr
             + baselines
             + reporting.statistics_pipeline()
             + reporting.performance_pipeline()
             + reporting.generalisation_pipeline()
             + reporting.pixel_attack_pipeline()
+            + recommend.create_pipeline(model.name for model in MODELS)
         ),
     }

@@ -81,6 +81,16 @@ class ImageFolderDataset(_PathDataset):
         return self._path.is_dir()
 
 
+class OptionalImageFolderDataset(_PathDataset):
+    """``load()`` returns an :class:`ImageFolder` whose folder may be absent (no image)."""
+
+    def load(self) -> ImageFolder:
+        return ImageFolder(self._path)
+
+    def _exists(self) -> bool:
+        return True
+
+
 class FeatureCacheDataset(_PathDataset):
     """``load()`` returns the :class:`FeatureCache` in ``path`` (created on first store)."""
 

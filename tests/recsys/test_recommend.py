@@ -1,0 +1,80 @@
+"""Top-N against a brute-force NumPy ranking (ties by item id, seen items left out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amr_pipeline.recsys.models import FactorModel
+from amr_pipeline.recsys.recommend import SeenItems, placements, recommend, top_n
+
+
+def brute_force(user_factors, vectors, seen_pairs, top_k):
+    scores = user_factors @ vectors.T
+    rows = []
+    for user in range(len(user_factors)):
+        seen = {item for u, item in seen_pairs if u == user}
+        ranked = sorted((i for i in range(len(vectors)) if i not in seen),
+                        key=lambda i: (-scores[user, i], i))[:top_k]
+        rows += [(user, rank + 1, item, scores[user, item]) for rank, item in enumerate(ranked)]
+    return rows
+
+
+@pytest.mark.parametrize("block_scores", [1, 37, 1 << 24])
+@pytest.mark.parametrize("top_k", [1, 3, 7, 40])
+def test_top_n_equals_brute_force_with_ties(top_k, block_scores):
+    rng = np.random.default_rng(0)
+    # integer-valued factors: many exact ties, at the partition boundary too
+    users = rng.integers(-2, 3, (23, 3)).astype(np.float32)
+    vectors = rng.integers(-2, 3, (31, 3)).astype(np.float32)
+    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(0, 23, 90),
+                                                      rng.integers(0, 31, 90))})
+    seen = SeenItems([u for u, _ in pairs], [i for _, i in pairs])
+    got = top_n(users, vectors, top_k, seen, block_scores=block_scores)
+    expected = brute_force(users, vectors, pairs, top_k)
+    assert list(zip(got.user.tolist(), got.rank.tolist(), got.item.tolist())) == [
+        (u, r, i) for u, r, i, _ in expected]
+    np.testing.assert_allclose(got.score, [s for *_, s in expected])
+
+
+def test_recommend_projects_features_once_and_subsets_users():
+    rng = np.random.default_rng(1)
+    model = FactorModel(rng.normal(size=(9, 4)), rng.normal(size=(12, 4)),
+                        rng.normal(size=(5, 4)), feature_scale=2.0)
+    features = rng.normal(size=(12, 5)).astype(np.float32)
+    vectors = model.item_vectors(features)
+    got = recommend(model, 4, features, users=np.array([3, 7]))
+    expected = [row for row in brute_force(model.user_factors, vectors, [], 4) if row[0] in (3, 7)]
+    assert list(zip(got.user.tolist(), got.item.tolist())) == [(u, i) for u, _, i, _ in expected]
+
+
+def test_users_with_few_unseen_items_get_fewer_rows():
+    users = np.ones((2, 1), np.float32)
+    vectors = np.arange(3, dtype=np.float32)[:, None]
+    got = top_n(users, vectors, 5, SeenItems([0, 0], [0, 2]))
+    assert got.user.tolist() == [0, 1, 1, 1]
+    assert got.item.tolist() == [1, 2, 1, 0]
+
+
+def test_placements_rank_new_items_against_the_top_n():
+    top = np.array([[5.0, 3.0, 1.0], [2.0, 2.0, -np.inf]])
+    new = np.array([[4.0, 0.0], [2.0, 9.0]])
+    users, items, ranks = placements(new, top, 3)
+    assert list(zip(users.tolist(), items.tolist(), ranks.tolist())) == [
+        (0, 0, 2), (1, 0, 3), (1, 1, 1)]
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 20])
+def test_grouped_thresholds_on_a_larger_catalogue_equal_brute_force(top_k):
+    """Over 32 k items the threshold comes from group maxima (groups of several items)."""
+    rng = np.random.default_rng(2)
+    users = rng.integers(-1, 2, (30, 2)).astype(np.float32)
+    vectors = rng.integers(-3, 4, (701, 2)).astype(np.float32)  # ties everywhere
+    pairs = [(u, i) for u in range(30) for i in range(0, 701, 3) if u % 4 == 0]
+    pairs += [(1, i) for i in range(695)]  # user 1: 6 unseen items
+    pairs = sorted(set(pairs))
+    seen = SeenItems([u for u, _ in pairs], [i for _, i in pairs])
+    got = top_n(users, vectors, top_k, seen, block_scores=701 * 7)
+    expected = brute_force(users, vectors, pairs, top_k)
+    assert list(zip(got.user.tolist(), got.rank.tolist(), got.item.tolist())) == [
+        (u, r, i) for u, r, i, _ in expected]

@@ -1,0 +1,170 @@
+"""`kedro run --pipeline=amr` in a copy of the project, then the recommender used the ways a
+user uses it: the recommendations parquet, the new-image tables, the registered MLflow model
+loaded in Python, and `mlflow models serve` answering good and bad requests.
+
+One run of the demo (about two minutes on two cores) shared by every test here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("pyproject.toml", ".kedro.yml", ".telemetry", "conf", "src")
+MODEL_URI = "models:/amr-recommender/latest"
+
+
+def _environment(project: Path) -> dict:
+    return {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(project / "src"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    copy = tmp_path_factory.mktemp("recommend_project")
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name,
+                            ignore=shutil.ignore_patterns("local", "__pycache__"))
+        else:
+            shutil.copy2(source, copy / name)
+    (copy / "conf" / "local").mkdir()
+    (copy / "conf" / "local" / "parameters_replicates.yml").write_text("replicates: 2\n")
+    raw = copy / "data" / "01_raw" / "demo"
+    shutil.copytree(ROOT / "data" / "01_raw" / "demo", raw)
+    (raw / "new_images").mkdir(exist_ok=True)
+    first = sorted((raw / "images").iterdir())[0]
+    shutil.copy(first, raw / "new_images" / "upload.jpg")
+    result = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline=amr"], cwd=copy,
+                            capture_output=True, text=True, timeout=1800,
+                            env=_environment(copy))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return copy
+
+
+@pytest.fixture(scope="module")
+def recommendations(project) -> pd.DataFrame:
+    return pd.read_parquet(project / "data" / "07_model_output" / "demo" /
+                           "recommendations.parquet")
+
+
+@pytest.fixture(scope="module")
+def model(project):
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    return mlflow.pyfunc.load_model(MODEL_URI)
+
+
+def test_every_user_gets_top_k_unseen_items(project, recommendations):
+    data = project / "data"
+    users = pd.read_parquet(data / "03_primary" / "demo" / "users.parquet")
+    items = pd.read_parquet(data / "05_model_input" / "demo" / "final_items.parquet")
+    train = pd.read_parquet(data / "05_model_input" / "demo" / "final_train.parquet")
+    assert (recommendations.groupby("user_raw_id").size() == 20).all()
+    assert set(recommendations["user_raw_id"]) == set(users["user_raw_id"])
+    seen = train.merge(users, on="user_id").merge(items, on="item_id")
+    overlap = recommendations.merge(seen, on=["user_raw_id", "item_raw_id"])
+    assert overlap.empty
+
+
+def test_new_images_are_ranked(project):
+    output = project / "data" / "07_model_output" / "demo"
+    ranked = pd.read_parquet(output / "new_item_recommendations.parquet")
+    assert ranked["image"].unique().tolist() == ["upload.jpg"]
+    assert ranked["rank"].tolist() == list(range(1, 21))
+    placed = pd.read_parquet(output / "new_item_placements.parquet")
+    assert list(placed.columns) == ["user_raw_id", "image", "rank_in_top_n"]
+    assert placed["rank_in_top_n"].between(1, 20).all()
+
+
+def test_the_registered_model_gives_the_recommendations(model, recommendations):
+    users = recommendations["user_raw_id"].unique()
+    answer = model.predict(pd.DataFrame({"user_raw_id": users}))
+    assert list(answer.columns) == ["user_raw_id", "item_raw_ids", "scores"]
+    assert answer["user_raw_id"].tolist() == users.tolist()
+    grouped = recommendations.groupby("user_raw_id", sort=False)
+    expected_items = grouped["item_raw_id"].apply(list).loc[users]
+    expected_scores = grouped["score"].apply(list).loc[users]
+    assert answer["item_raw_ids"].tolist() == expected_items.tolist()
+    np.testing.assert_allclose(np.concatenate(answer["scores"].to_list()),
+                               np.concatenate(expected_scores.to_list()), rtol=1e-6)
+    shorter = model.predict(pd.DataFrame({"user_raw_id": users[:2]}),
+                            params={"recommend.top_k": 3})
+    assert shorter["item_raw_ids"].tolist() == [items[:3] for items in expected_items[:2]]
+
+
+def test_unknown_users_are_named_in_the_error(model):
+    with pytest.raises(Exception, match="'no-such-user'"):
+        model.predict(pd.DataFrame({"user_raw_id": ["no-such-user"]}))
+    popular = model.predict(pd.DataFrame({"user_raw_id": ["no-such-user"]}),
+                            params={"recommend.unknown_users": "popular"})
+    assert len(popular["item_raw_ids"][0]) == 20
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post(url: str, body) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_the_served_model_answers_good_and_bad_requests(project, recommendations):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL_URI, "--env-manager",
+         "local", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=project, env=_environment(project), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, "mlflow models serve exited"
+                time.sleep(0.5)
+        user = recommendations["user_raw_id"].iloc[0]
+        status, body = _post(f"{base}/invocations", {
+            "dataframe_split": {"columns": ["user_raw_id"], "data": [[user]]},
+            "params": {"recommend.top_k": 3}})
+        assert status == 200, body
+        expected = recommendations[recommendations["user_raw_id"] == user]
+        [prediction] = body["predictions"]
+        assert prediction["user_raw_id"] == user
+        assert prediction["item_raw_ids"] == expected["item_raw_id"].tolist()[:3]
+        status, body = _post(f"{base}/invocations", {
+            "dataframe_split": {"columns": ["user_raw_id"], "data": [["no-such-user"]]}})
+        assert status >= 400 and "no-such-user" in json.dumps(body)
+        status, _ = _post(f"{base}/invocations", b"{not json")
+        assert status == 400
+        status, _ = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["x"],
+                                                                      "data": [[1]]}})
+        assert status >= 400
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
