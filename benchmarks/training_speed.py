@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from scale import add_scale_arguments
+from scale import add_scale_arguments, machine_line
 
 from amr_pipeline.recsys.metrics import rank_candidates
 from amr_pipeline.recsys.train import BPRTrainer, TrainConfig
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--skip-cornac", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    print(machine_line())
 
     train, features = random_data(args.users, args.items, args.pairs, args.dims, args.seed)
     print(f"load average before start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
