@@ -83,9 +83,9 @@ def cornac_model(name, epochs, args):
 def cornac_seconds(name, dataset, epochs, args):
     model = cornac_model(name, epochs, args)
     with contextlib.redirect_stdout(io.StringIO()):  # "Optimization finished!"
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         model.fit(dataset)
-        return time.perf_counter() - began
+        return time.perf_counter() - began, time.process_time() - began_cpu
 
 
 def cornac_worker(args) -> None:
@@ -98,9 +98,10 @@ def cornac_worker(args) -> None:
     train = pd.DataFrame({"user_id": saved["users"], "item_id": saved["items"]})
     dataset = cornac_dataset(train, saved["features"], args.seed)
     cornac_seconds(args.model, dataset, 0, args)
-    setup = cornac_seconds(args.model, dataset, 0, args)
-    seconds = cornac_seconds(args.model, dataset, 1, args)
-    print(json.dumps({"setup": setup, "seconds": seconds, "threads": torch.get_num_threads(),
+    setup, _ = cornac_seconds(args.model, dataset, 0, args)
+    seconds, cpu = cornac_seconds(args.model, dataset, 1, args)
+    print(json.dumps({"setup": setup, "seconds": seconds, "cpu": cpu,
+                      "threads": torch.get_num_threads(),
                       "items": dataset.num_items}))
 
 
@@ -171,16 +172,18 @@ def main() -> None:
                                           **extra})
         ours[name] = BPRTrainer(config, train, args.users, args.items, features)
         ours[name].run_epoch(1)  # warm-up: traces the graph
-    seconds, setup = {}, {}
+    seconds, cpu, setup = {}, {}, {}
     for round_ in range(args.rounds):
         for name, trainer in ours.items():
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             trainer.run_epoch(2 + round_)
             seconds.setdefault(("ours", name), []).append(time.perf_counter() - began)
+            cpu.setdefault(("ours", name), []).append(time.process_time() - began_cpu)
         for threads in thread_settings:
             for name in ours:
                 result = run_cornac(data, name, threads, args)
                 seconds.setdefault((f"cornac {threads}", name), []).append(result["seconds"])
+                cpu.setdefault((f"cornac {threads}", name), []).append(result["cpu"])
                 setup.setdefault((name, threads), []).append(result["setup"])
         print(f"round {round_ + 1}: " + ", ".join(
             f"{who} {name} {values[-1]:.2f} s" for (who, name), values in seconds.items()))
@@ -190,10 +193,14 @@ def main() -> None:
     print(f"{'':34s} {'VBPR':>20s} {'AMR':>20s}")
     print(f"{'ours (TensorFlow, default threads)':34s} {spread(seconds['ours', 'vbpr']):>20s} "
           f"{spread(seconds['ours', 'amr']):>20s}")
+    print(f"{'  CPU seconds':34s} {spread(cpu['ours', 'vbpr']):>20s} "
+          f"{spread(cpu['ours', 'amr']):>20s}")
     for threads in thread_settings:
         label = f"Cornac {cornac.__version__}, torch {threads} thread" + ("s" * (threads > 1))
         print(f"{label:34s} {spread(seconds[f'cornac {threads}', 'vbpr']):>20s} "
               f"{spread(seconds[f'cornac {threads}', 'amr']):>20s}")
+        print(f"{'  CPU seconds':34s} {spread(cpu[f'cornac {threads}', 'vbpr']):>20s} "
+              f"{spread(cpu[f'cornac {threads}', 'amr']):>20s}")
         print(f"{'  of which set-up (n_epochs=0)':34s} {spread(setup['vbpr', threads]):>20s} "
               f"{spread(setup['amr', threads]):>20s}")
         ratios = [np.median(seconds[f"cornac {threads}", name]) / np.median(seconds["ours", name])
