@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
+from scale import machine_line
+
 from amr_pipeline.vision import quantization, resnet
 
 
@@ -98,6 +100,7 @@ def main() -> None:
                         default=defaults["validation_images"].default)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    print(machine_line())
     size = args.image_size
     print(f"{args.images} images of {size}x{size}, weights={args.weights}, "
           f"batch size {args.batch_size}, {os.cpu_count()} CPUs, "

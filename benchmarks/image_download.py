@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import platform
 import tempfile
 import threading
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from scale import machine_line
 
 from amr_pipeline.images import DownloadSettings, download_images
 from amr_pipeline.images.download import _Fetcher
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--images", type=int, default=400)
     args = parser.parse_args()
+    print(machine_line())
 
     bodies = make_bodies(args.images)
     server = serve(bodies)
@@ -87,11 +89,7 @@ def main() -> None:
     items = pd.DataFrame({"item_raw_id": [f"i{n}" for n in range(args.images)],
                           "image": [f"{n}.jpg" for n in range(args.images)],
                           "url": [f"{base}/img/{n}.jpg" for n in range(args.images)]})
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    cpus = os.cpu_count()
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}  CPU: {cpu}, {cpus} logical CPUs; "
-          f"Python {platform.python_version()}; {args.images} images of "
+    print(f"Python {platform.python_version()}; {args.images} images of "
           f"{np.mean([len(b) for b in bodies]) / 1024:.1f} KB mean")
 
     # validation cost, in this process, on the same bodies

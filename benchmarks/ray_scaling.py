@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import machine_line  # noqa: E402
 
 
 # --------------------------------------------------------------------------- extraction
@@ -124,6 +125,7 @@ def main() -> None:
     run.add_argument("--cpus", type=int, default=2)
     run.add_argument("--rounds", type=int, default=2)
     arguments = parser.parse_args()
+    print(machine_line())
     {"extraction": extraction}[arguments.command](arguments)
 
 

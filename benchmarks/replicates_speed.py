@@ -13,8 +13,6 @@ features cached, as a user re-running the pipeline after changing a training set
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,26 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scale import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", ".kedro.yml", ".telemetry", "conf", "src")
-
-
-def machine() -> str:
-    """CPU model, cores and vector extensions from /proc/cpuinfo."""
-    model, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", "unknown CPU", "x86_64"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    extensions = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"),
-                                          ("VNNI", "avx512_vnni"), ("BF16", "avx512_bf16"),
-                                          ("AMX", "amx_tile")) if flag in flags]
-    return f"{model}, {os.cpu_count()} cores, {' '.join(extensions) or 'no AVX2'}"
 
 
 def kedro(project: Path, *arguments: str) -> float:
@@ -98,7 +80,7 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per setting")
     arguments = parser.parse_args()
-    print(f"machine: {machine()}; {time.strftime('%Y-%m-%d')}")
+    print(machine_line())
     with tempfile.TemporaryDirectory() as folder:
         project = copy_project(Path(folder))
         warm = kedro(project, "run", "--pipeline=features")

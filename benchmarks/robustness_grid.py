@@ -18,7 +18,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from scale import add_scale_arguments
+from scale import add_scale_arguments, machine_line
 
 from amr_pipeline.recsys.models import FactorModel
 from amr_pipeline.recsys.robustness import ATTACKS, evaluate_attacks
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--pgd-steps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    print(machine_line())
 
     began = time.perf_counter()
     train, features, candidates = random_setup(args)

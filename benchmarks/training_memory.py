@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scale import add_scale_arguments
+from scale import add_scale_arguments, machine_line
 
 MODES = ("tensorflow", "host", "memory_mapped")
 
@@ -151,6 +151,7 @@ def main() -> None:
     if arguments.mode:
         _child(arguments)
         return
+    print(machine_line())
     work = Path(tempfile.mkdtemp(prefix="training_memory_"))
     try:
         pairs = _prepare(arguments, work)

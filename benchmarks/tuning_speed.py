@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from scale import add_scale_arguments
+from scale import add_scale_arguments, machine_line
 
 from amr_pipeline.recsys import metrics, tuning
 from amr_pipeline.recsys.data import sample_candidates
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--eval-every", type=int, default=5)
     arguments = parser.parse_args()
+    print(machine_line())
 
     rng = np.random.default_rng(0)
     train = pd.DataFrame({"user_id": rng.integers(0, arguments.users, arguments.pairs),
