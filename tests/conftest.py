@@ -39,3 +39,12 @@ def decoded_files(monkeypatch):
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
     return names
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """A copy of the project with the demo after `kedro run --pipeline=tuning` (reduced grid)
+    and one default `kedro run` (see tests/project_runs.py): the end-to-end modules read it."""
+    from tests.project_runs import demo_project
+
+    return demo_project(tmp_path_factory.mktemp("project"))

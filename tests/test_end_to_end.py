@@ -1,5 +1,6 @@
 """The demo end to end, used the way a user uses it: `kedro run --pipeline=tuning`, then
-`kedro run`, MLflow, kedro-viz, notebooks.
+`kedro run`, MLflow, kedro-viz, notebooks (the run is the session fixture `project` of
+tests/conftest.py, shared with tests/test_recommend_end_to_end.py).
 
 One tuning run (the paper's protocol on a reduced grid, to keep CI short) and one full
 `kedro run` of the embedded demo in a copy of the project; every check below reads what those
@@ -8,9 +9,7 @@ runs (and two short comparison runs) left behind.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,54 +24,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import ui  # noqa: E402
 
+from tests.project_runs import kedro  # noqa: E402
+
 MODELS = ("pop", "mf_eals", "mf_bpr", "duif", "vbpr", "amr")
-PROJECT_FILES = ("pyproject.toml", ".kedro.yml", ".telemetry", "conf", "notebooks", "src")
-
-
-def kedro(project: Path, *arguments: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "kedro", *arguments], cwd=project, capture_output=True,
-        text=True, timeout=1800, env={**os.environ, "COLUMNS": "200"},
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
-
-
-@pytest.fixture(scope="session")
-def project(tmp_path_factory) -> Path:
-    """A copy of the project with the demo, after one default `kedro run`."""
-    copy = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("local"))
-        else:
-            shutil.copy2(source, copy / name)
-    (copy / "conf" / "local").mkdir()
-    # two replicates are enough to check the mechanism (the demo's default is 5)
-    (copy / "conf" / "local" / "parameters_replicates.yml").write_text("replicates: 2\n")
-    quick = copy / "conf" / "quick_tuning"
-    quick.mkdir()
-    (quick / "parameters_tuning.yml").write_text(QUICK_TUNING)
-    shutil.copytree(ROOT / "data" / "01_raw" / "demo", copy / "data" / "01_raw" / "demo")
-    kedro(copy, "run", "--pipeline=tuning", "--env=quick_tuning")
-    kedro(copy, "run")
-    return copy
-
-
-# The protocol's shape on smaller grids (an environment of overrides, as a user would write).
-QUICK_TUNING = """
-tuning:
-  epochs: {mf_bpr: 6, duif: 6, vbpr: 6, amr: 6}
-  eval_every: 3
-  max_extensions: 1
-  grids:
-    learning_rate: [0.05, 0.1]
-    regularization: [0, 0.01]
-    epsilon: [0.1, 1]
-    adversarial_weight: [0.1, 1]
-  eals_grids: {c0: [1, 8], regularization: [1]}
-"""
 
 
 @pytest.fixture

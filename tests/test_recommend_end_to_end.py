@@ -1,15 +1,13 @@
-"""`kedro run --pipeline=amr` in a copy of the project, then the recommender used the ways a
-user uses it: the recommendations parquet, the new-image tables, the registered MLflow model
-loaded in Python, and `mlflow models serve` answering good and bad requests.
-
-One run of the demo (about two minutes on two cores) shared by every test here.
+"""The recommender used the ways a user uses it after `kedro run` (the session fixture
+`project` of tests/conftest.py, shared with tests/test_end_to_end.py): the recommendations
+parquet, the new-image tables, the registered MLflow model loaded in Python, and
+`mlflow models serve` answering good and bad requests.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,38 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("pyproject.toml", ".kedro.yml", ".telemetry", "conf", "src")
 MODEL_URI = "models:/amr-recommender/latest"
 
 
 def _environment(project: Path) -> dict:
     return {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(project / "src"),
             "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    copy = tmp_path_factory.mktemp("recommend_project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, copy / name,
-                            ignore=shutil.ignore_patterns("local", "__pycache__"))
-        else:
-            shutil.copy2(source, copy / name)
-    (copy / "conf" / "local").mkdir()
-    (copy / "conf" / "local" / "parameters_replicates.yml").write_text("replicates: 2\n")
-    raw = copy / "data" / "01_raw" / "demo"
-    shutil.copytree(ROOT / "data" / "01_raw" / "demo", raw)
-    (raw / "new_images").mkdir(exist_ok=True)
-    first = sorted((raw / "images").iterdir())[0]
-    shutil.copy(first, raw / "new_images" / "upload.jpg")
-    result = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipeline=amr"], cwd=copy,
-                            capture_output=True, text=True, timeout=1800,
-                            env=_environment(copy))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return copy
 
 
 @pytest.fixture(scope="module")
