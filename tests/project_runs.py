@@ -36,9 +36,10 @@ tuning:
 """
 
 
-def demo_project(copy: Path) -> Path:
-    """``copy`` made a project with the demo: tuning on a reduced grid, then one default
-    ``kedro run`` with two replicates and one new image to rank."""
+def copy_project(copy: Path) -> Path:
+    """The project's code, configuration and notebooks in ``copy``, with an empty conf/local
+    and no data."""
+    copy.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
@@ -47,6 +48,13 @@ def demo_project(copy: Path) -> Path:
         else:
             shutil.copy2(source, copy / name)
     (copy / "conf" / "local").mkdir()
+    return copy
+
+
+def demo_project(copy: Path) -> Path:
+    """``copy`` made a project with the demo: tuning on a reduced grid, then one default
+    ``kedro run`` with two replicates and one new image to rank."""
+    copy_project(copy)
     # two replicates are enough to check the mechanism (the demo's default is 5)
     (copy / "conf" / "local" / "parameters_replicates.yml").write_text("replicates: 2\n")
     quick = copy / "conf" / "quick_tuning"

@@ -10,10 +10,7 @@ this test starts on 127.0.0.1; a few images answer 404 and three items share one
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import subprocess
-import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,9 +22,8 @@ import pytest
 from PIL import Image
 
 from amr_pipeline.demo.synthesize import DemoSettings, synthesize
+from tests.project_runs import copy_project, kedro
 
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("pyproject.toml", ".kedro.yml", ".telemetry", "conf", "src")
 DUMP = DemoSettings(n_boards=300, n_catalogue_images=3000, mean_pins_per_board=5.0,
                     max_pins_per_board=12, image_size=24, seed=11)
 MISSING, PLACEHOLDERS = 4, 3
@@ -105,30 +101,9 @@ class _ImageServer:
         self.httpd.server_close()
 
 
-def _project_copy(project: Path) -> Path:
-    """The project's code and configuration, without conf/local and without data."""
-    project.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("local"))
-        else:
-            shutil.copy2(source, project / name)
-    (project / "conf" / "local").mkdir()
-    return project
-
-
-def _kedro(project: Path, *arguments: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "kedro", *arguments], cwd=project,
-                            capture_output=True, text=True, timeout=1500,
-                            env={**os.environ, "COLUMNS": "200"})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    project = _project_copy(tmp_path_factory.mktemp("urls_project"))
+    project = copy_project(tmp_path_factory.mktemp("urls_project"))
     environment = project / "conf" / "urls"
     environment.mkdir()
     for name, text in ENVIRONMENT.items():
@@ -147,8 +122,8 @@ def run(tmp_path_factory):
         pin["im_url"] = f"{server.base}/{pin['im_name']}"
     (dump / "subset_iccv_pin_im.bson").write_bytes(b"".join(bson.encode(p) for p in pins))
     try:
-        _kedro(project, "run", "--env=urls", "--pipeline=images")
-        _kedro(project, "run", "--env=urls")
+        kedro(project, "run", "--env=urls", "--pipeline=images")
+        kedro(project, "run", "--env=urls")
     finally:
         server.close()
     return project, images, missing, placeholder, server.requests
@@ -220,7 +195,7 @@ def _amazon_dump(folder: Path, version: str, base: str) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("version", ["2014", "2018"])
 def test_amazon_dumps_download_their_images_and_reach_the_features(tmp_path, version):
-    project = _project_copy(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     dataset = f"amazon{version}"
     environment = project / "conf" / dataset
     environment.mkdir()
@@ -250,7 +225,7 @@ features: {precision: float32, engine: tensorflow, image_size: 32, batch_size: 6
     images.update(_amazon_dump(project / "data" / "01_raw" / dataset, version, server.base))
     try:
         # the download step is part of data_processing too: one run fetches and extracts
-        _kedro(project, "run", f"--env={dataset}", "--pipeline=features")
+        kedro(project, "run", f"--env={dataset}", "--pipeline=features")
     finally:
         server.close()
     table = pd.read_parquet(project / f"data/02_intermediate/{dataset}/image_downloads.parquet")
