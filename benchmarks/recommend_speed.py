@@ -22,18 +22,19 @@ import time
 
 import numpy as np
 
+from scale import add_scale_arguments, machine_line
+
 from amr_pipeline.recsys.recommend import top_n
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=83_337)
-    parser.add_argument("--items", type=int, default=299_555)
-    parser.add_argument("--factors", type=int, default=64)
+    add_scale_arguments(parser)  # Amazon Women: 83,337 users, 299,555 items, K = 64
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--baseline-users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
+    print(machine_line())
     rng = np.random.default_rng(arguments.seed)
     users = rng.standard_normal((arguments.users, arguments.factors), np.float32)
     items = rng.standard_normal((arguments.items, arguments.factors), np.float32)
