@@ -33,11 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from keras.applications import resnet50 as keras_resnet50
 from PIL import Image, ImageDraw, ImageFilter
 
 from scale import machine_line
 
 from amr_pipeline.vision import quantization, resnet
+from amr_pipeline.vision.images import load_image
+from amr_pipeline.vision.network import ResNet50Features
 
 
 def write_images(folder: Path, count: int, size: int, seed: int) -> list[str]:
@@ -116,7 +119,7 @@ def main() -> None:
         sample = folder / "sample"
         sample.mkdir()
         count = args.calibration_images + args.validation_images
-        pixels = np.stack([resnet.load_image(sample / name, size)
+        pixels = np.stack([load_image(sample / name, size)
                            for name in write_images(sample, count, size, seed=1)])
         for mode in args.modes:
             engine, precision, overflow_fix = parse_mode(mode)
@@ -130,7 +133,7 @@ def main() -> None:
                     calibration=pixels[:args.calibration_images],
                     validation=pixels[args.calibration_images:], overflow_fix=overflow_fix)
             setup_seconds[mode] = time.perf_counter() - start
-        model = resnet.ResNet50Features(args.weights, 0, size).model
+        model = ResNet50Features(args.weights, 0, size).model
         speeds = {name: [] for name in ["decode + predict", "predict only", *args.modes]}
         cpu_ms = {name: [] for name in speeds}
         names = write_images(folder, args.images, size, seed=0)
@@ -139,9 +142,9 @@ def main() -> None:
         features = {}
         for _ in range(args.rounds):
             start, cpu = time.perf_counter(), time.process_time()
-            pixels = np.stack([resnet.load_image(folder / name, size) for name in names])
+            pixels = np.stack([load_image(folder / name, size) for name in names])
             decoded = time.perf_counter()
-            inputs = resnet.keras_resnet50.preprocess_input(pixels.astype(np.float32))
+            inputs = keras_resnet50.preprocess_input(pixels.astype(np.float32))
             reference = model.predict(inputs, batch_size=32, verbose=0)
             finished = time.perf_counter()
             speeds["decode + predict"].append(args.images / (finished - start))

@@ -42,7 +42,9 @@ def extraction(arguments) -> None:
 
     from amr_pipeline.datasets.features import FeaturePartsDataset
     from amr_pipeline.pipelines.features import ray_nodes
-    from amr_pipeline.vision.resnet import FeatureCache, ImageFolder, extract_item_features
+    from amr_pipeline.vision.feature_cache import FeatureCache
+    from amr_pipeline.vision.images import ImageFolder
+    from amr_pipeline.vision.resnet import extract_item_features
 
     work = Path(tempfile.mkdtemp(prefix="ray_scaling_"))
     try:

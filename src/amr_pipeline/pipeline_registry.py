@@ -44,6 +44,7 @@ from amr_pipeline.pipelines.evaluation import evaluation_pipeline, robustness_pi
 from amr_pipeline.pipelines.training import (
     bpr_model_pipeline,
     closed_form_pipeline,
+    continuation_pipeline,
     training_data_pipeline,
 )
 
@@ -64,6 +65,18 @@ def _trained_and_evaluated(names) -> Pipeline:
                                        initial_tables=model.initial_tables)
         pipeline += _evaluated(name)
     return pipeline
+
+
+def _generalisation() -> Pipeline:
+    """Figure 3: each of its models trained on from the trained VBPR by the training node,
+    evaluated on the test candidates, then the figure."""
+    pipeline = Pipeline([])
+    for name in reporting.GENERALISATION_MODELS:
+        pipeline += continuation_pipeline(
+            name, start="vbpr", namespace=reporting.generalisation_namespace(name),
+            overrides="params:reporting.generalisation", candidates="test_candidates",
+            tags=["reporting", "generalisation"])
+    return pipeline + reporting.generalisation_pipeline()
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -101,7 +114,8 @@ def register_pipelines() -> dict[str, Pipeline]:
             + baselines
             + reporting.statistics_pipeline()
             + reporting.performance_pipeline()
-            + reporting.generalisation_pipeline()
+            + _generalisation()
+            + features.network_pipeline()
             + reporting.pixel_attack_pipeline()
             + recommend.create_pipeline(model.name for model in MODELS)
         ),

@@ -12,7 +12,8 @@ from kedro.io import DataCatalog, DatasetError
 from amr_pipeline.datasets.features import FeatureMatrixDataset
 from amr_pipeline.item_features import ItemFeatures
 from amr_pipeline.readers.features import RawFeatures
-from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
+from amr_pipeline.vision.feature_cache import FeatureCache
+from amr_pipeline.vision.images import ImageFolder
 
 PACKAGE = "amr_pipeline.datasets.features"
 

@@ -75,7 +75,8 @@ def _parameters(precision, **overrides):
 
 
 def _local(items, folder, precision, cache):
-    from amr_pipeline.vision.resnet import FeatureCache, extract_item_features
+    from amr_pipeline.vision.feature_cache import FeatureCache
+    from amr_pipeline.vision.resnet import extract_item_features
 
     parameters = _parameters(precision)
     arguments = {key: parameters[key] for key in FEATURES}
@@ -89,7 +90,8 @@ def _ray_run(items, folder, parameters, cache, parts_folder, keep_parts=None):
     from amr_pipeline.datasets.features import FeaturePartsDataset
     from amr_pipeline.pipelines.features import ray_nodes
     from amr_pipeline.item_features import ItemFeatures
-    from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
+    from amr_pipeline.vision.feature_cache import FeatureCache
+    from amr_pipeline.vision.images import ImageFolder
 
     store = FeaturePartsDataset(path=str(parts_folder),
                                 dataset="amr_pipeline.datasets.features.FeaturePartDataset",

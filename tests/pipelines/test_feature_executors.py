@@ -9,7 +9,8 @@ from PIL import Image
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.pipelines.features import ray_nodes
 from amr_pipeline.pipelines.features.nodes import build_item_features
-from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
+from amr_pipeline.vision.feature_cache import FeatureCache
+from amr_pipeline.vision.images import ImageFolder
 
 PARAMETERS = {"weights": "random", "seed": 7, "image_size": 32, "batch_size": 2,
               "precision": "float32", "engine": "openvino", "calibration_images": 2,

@@ -7,7 +7,8 @@ from PIL import Image
 
 from amr_pipeline.pipelines.features.nodes import build_item_features
 from amr_pipeline.readers.features import RawFeatures
-from amr_pipeline.vision.resnet import FeatureCache, ImageFolder
+from amr_pipeline.vision.feature_cache import FeatureCache
+from amr_pipeline.vision.images import ImageFolder
 
 PARAMETERS = {
     "weights": "random", "seed": 3, "image_size": 32, "batch_size": 4, "precision": "int8",

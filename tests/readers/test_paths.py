@@ -8,7 +8,7 @@ from PIL import Image
 from amr_pipeline.errors import RawDataError
 from amr_pipeline.readers.paths import ESCAPES_FOLDER, EscapingNameError, escape_reason, path_inside
 from amr_pipeline.vision.availability import missing_visuals
-from amr_pipeline.vision.resnet import ImageFolder
+from amr_pipeline.vision.images import ImageFolder
 from tests.readers.opened_files import opened_any, watch_opens
 
 

@@ -15,7 +15,7 @@ from amr_pipeline.pipelines.data_processing import nodes
 from amr_pipeline.readers import make_interactions, make_items
 from amr_pipeline.readers.features import RawFeatures
 from amr_pipeline.vision.availability import missing_visuals
-from amr_pipeline.vision.resnet import ImageFolder
+from amr_pipeline.vision.images import ImageFolder
 
 LIMIT = 1_000_000
 BOMBS = ["bomb.png", "bomb.jpg", "just_over.png"]

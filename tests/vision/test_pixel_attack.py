@@ -8,7 +8,7 @@ import tensorflow as tf
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys.models import FactorModel
 from amr_pipeline.vision import pixel_attack
-from amr_pipeline.vision.resnet import ResNet50Features
+from amr_pipeline.vision.network import ResNet50Features
 
 SIZE, K, N_ITEMS, EPSILON = 32, 8, 12, 0.007
 ITEMS = [3, 7, 1, 10]

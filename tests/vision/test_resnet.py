@@ -1,16 +1,21 @@
 """ResNet-50 item features: image decoding, problem report, weights, precision and cache."""
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
+from keras.applications import resnet50 as keras_resnet50
 from PIL import Image
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
 from amr_pipeline.vision import quantization, resnet
+from amr_pipeline.vision.feature_cache import FeatureCache
+from amr_pipeline.vision.images import TooManyPixelsError, load_image
+from amr_pipeline.vision.network import ResNet50Features, build_resnet50
 
 SIZE = 32
 COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (230, 220, 40), (40, 40, 40)]
-REAL_EXTRACTOR = resnet.ResNet50Features
+REAL_EXTRACTOR = ResNet50Features
 _BUILT = {}
 
 
@@ -72,7 +77,7 @@ def test_load_image_any_mode_and_size_gives_rgb_square(tmp_path, mode, shape):
         image = image.convert(mode)
     path = tmp_path / ("img.tiff" if mode in ("CMYK", "I;16", "I", "F") else "img.png")
     image.save(path)
-    array = resnet.load_image(path, SIZE)
+    array = load_image(path, SIZE)
     assert array.shape == (SIZE, SIZE, 3) and array.dtype == np.uint8
     assert array.std(axis=(0, 1)).max() < 1.0, "a flat image stays flat"
 
@@ -85,16 +90,16 @@ def test_load_image_converts_values():
     for image, expected in [(sixteen_bit, 255), (transparent, 255)]:
         path = f"/tmp/amr-load-{id(image)}.png"
         image.save(path)
-        assert (resnet.load_image(path, SIZE) == expected).all()
+        assert (load_image(path, SIZE) == expected).all()
     palette.save("/tmp/amr-load-palette.png")
-    assert resnet.load_image("/tmp/amr-load-palette.png", SIZE)[0, 0].tolist() == [0, 0, 255]
+    assert load_image("/tmp/amr-load-palette.png", SIZE)[0, 0].tolist() == [0, 0, 255]
 
 
 def test_centre_crop_keeps_the_middle(tmp_path):
     picture = np.zeros((40, 120, 3), np.uint8)
     picture[:, 38:82] = 255
     Image.fromarray(picture).save(tmp_path / "wide.png")
-    array = resnet.load_image(tmp_path / "wide.png", SIZE)
+    array = load_image(tmp_path / "wide.png", SIZE)
     assert array.min() == 255, "the centre 40 x 40 square, resized to 32 x 32"
 
 
@@ -105,8 +110,8 @@ def test_features_are_finite_2048_float32_and_equal_keras_predict(folder):
     assert features.features.shape == (6, 2048) and features.features.dtype == np.float32
     assert np.isfinite(features.features).all()
     model = _shared("random", 3, SIZE).model
-    pixels = np.stack([resnet.load_image(folder / f"item{i}.png", SIZE) for i in range(6)])
-    expected = model.predict(resnet.keras_resnet50.preprocess_input(pixels.astype("float32")),
+    pixels = np.stack([load_image(folder / f"item{i}.png", SIZE) for i in range(6)])
+    expected = model.predict(keras_resnet50.preprocess_input(pixels.astype("float32")),
                              verbose=0)
     np.testing.assert_allclose(features.features, expected, rtol=1e-4, atol=1e-4)
 
@@ -151,8 +156,8 @@ def test_random_weights_let_a_linear_model_tell_colour_and_texture(tmp_path):
 
 def test_same_seed_same_weights_other_seed_differs():
     first = _shared("random", 3, SIZE).model.get_weights()
-    again = resnet.build_resnet50("random", 3, SIZE).get_weights()
-    other = resnet.build_resnet50("random", 4, SIZE).get_weights()
+    again = build_resnet50("random", 3, SIZE).get_weights()
+    other = build_resnet50("random", 4, SIZE).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], other[0])
 
@@ -166,10 +171,10 @@ def test_local_weights_file_reproduces_its_model(folder, tmp_path):
 
 
 def test_trained_batch_norm_statistics_are_folded_exactly(folder, tmp_path):
-    model = resnet.build_resnet50("random", 12, SIZE)
+    model = build_resnet50("random", 12, SIZE)
     rng = np.random.default_rng(0)
     for layer in model.layers:
-        if isinstance(layer, resnet.keras.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization):
             size = layer.gamma.shape[0]
             layer.gamma.assign(rng.uniform(0.5, 1.5, size))
             layer.beta.assign(rng.normal(0, 0.2, size))
@@ -177,25 +182,25 @@ def test_trained_batch_norm_statistics_are_folded_exactly(folder, tmp_path):
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, size))
     model.save_weights(tmp_path / "trained.weights.h5")
     features = _extract(_items(3), folder, weights=str(tmp_path / "trained.weights.h5"))[0]
-    pixels = np.stack([resnet.load_image(folder / f"item{i}.png", SIZE) for i in range(3)])
-    expected = model.predict(resnet.keras_resnet50.preprocess_input(pixels.astype("float32")),
+    pixels = np.stack([load_image(folder / f"item{i}.png", SIZE) for i in range(3)])
+    expected = model.predict(keras_resnet50.preprocess_input(pixels.astype("float32")),
                              verbose=0)
     np.testing.assert_allclose(features.features, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_bad_weights_raise_configuration_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigurationError, match="does not exist"):
-        resnet.build_resnet50(str(tmp_path / "absent.h5"))
+        build_resnet50(str(tmp_path / "absent.h5"))
     (tmp_path / "junk.weights.h5").write_bytes(b"junk")
     with pytest.raises(ConfigurationError, match="weights file"):
-        resnet.build_resnet50(str(tmp_path / "junk.weights.h5"), image_size=SIZE)
+        build_resnet50(str(tmp_path / "junk.weights.h5"), image_size=SIZE)
 
     def offline(*args, **kwargs):
         raise OSError("URL fetch failure: no network")
 
-    monkeypatch.setattr(resnet.keras_resnet50, "ResNet50", offline)
+    monkeypatch.setattr(keras_resnet50, "ResNet50", offline)
     with pytest.raises(ConfigurationError, match="local file"):
-        resnet.build_resnet50("imagenet", image_size=SIZE)
+        build_resnet50("imagenet", image_size=SIZE)
 
 
 def test_bfloat16_agrees_with_float32(folder):
@@ -263,7 +268,7 @@ def counting(monkeypatch):
 def test_cache_makes_a_rerun_compute_nothing_and_resumes_interrupted_runs(
     folder, tmp_path, counting
 ):
-    cache = resnet.FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(tmp_path / "cache")
     counting.stop_after = 4
     with pytest.raises(KeyboardInterrupt):
         _extract(_items(), folder, cache, shard_size=4)
@@ -280,7 +285,7 @@ def test_cache_makes_a_rerun_compute_nothing_and_resumes_interrupted_runs(
 
 
 def test_cache_key_follows_file_and_settings(folder, tmp_path, counting):
-    cache = resnet.FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(tmp_path / "cache")
     image = tmp_path / "item0.png"
     image.write_bytes((folder / "item0.png").read_bytes())
     _extract(_items(1), tmp_path, cache)
@@ -321,7 +326,7 @@ def test_openvino_float32_equals_tensorflow_float32(folder):
 def test_int8_agrees_with_float32_and_is_kept_for_resumed_runs(mixed_folder, tmp_path, caplog):
     items = _items(24)
     reference = _extract(items, mixed_folder)[0].features
-    cache = resnet.FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(tmp_path / "cache")
     with caplog.at_level("INFO", logger="amr_pipeline.vision.resnet"):
         first = _int8(items.head(16), mixed_folder, cache)[0]
     assert "OpenVINO int8" in caplog.text and "using float32 instead" not in caplog.text
@@ -335,7 +340,7 @@ def test_int8_agrees_with_float32_and_is_kept_for_resumed_runs(mixed_folder, tmp
     resumed = _int8(items, mixed_folder, cache)[0]
     np.testing.assert_array_equal(resumed.features[:16], first.features)
     stored = quantization.OpenVinoFeatures(quantization.load_model(models[0]))
-    pixels = np.stack([resnet.load_image(mixed_folder / f"item{i}.png", SIZE)
+    pixels = np.stack([load_image(mixed_folder / f"item{i}.png", SIZE)
                        for i in range(16, 24)])
     np.testing.assert_allclose(resumed.features[16:], stored(pixels), rtol=1e-5, atol=1e-5)
 
@@ -348,7 +353,7 @@ def test_int8_calibration_is_deterministic(mixed_folder):
 
 def test_int8_below_the_bound_falls_back_to_float32_with_a_warning(mixed_folder, tmp_path,
                                                                   caplog):
-    cache = resnet.FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(tmp_path / "cache")
     with caplog.at_level("WARNING"):
         features = _int8(_items(10), mixed_folder, cache, min_cosine=1.0)[0].features
     assert "below the bound min_cosine=1.0: using float32 instead" in caplog.text
@@ -362,7 +367,7 @@ def test_int8_with_nothing_readable_left_reports_the_images(mixed_folder, tmp_pa
     images.mkdir()
     for index in range(4):
         (images / f"item{index}.png").write_bytes((mixed_folder / f"item{index}.png").read_bytes())
-    cache = resnet.FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(tmp_path / "cache")
     _int8(_items(4), images, cache)
     (images / "item4.png").write_bytes(b"not a png")
     features, problems, _ = _int8(_items(5), images, cache, on_missing_image="drop")
@@ -373,7 +378,7 @@ def test_int8_with_nothing_readable_left_reports_the_images(mixed_folder, tmp_pa
 
 
 def test_damaged_stored_int8_network_names_the_file_and_the_fix(mixed_folder, tmp_path):
-    cache = resnet.FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(tmp_path / "cache")
     _int8(_items(4), mixed_folder, cache)
     stored = next((tmp_path / "cache" / "models").glob("*.xml"))
     stored.write_text("<net> not a model")
@@ -422,7 +427,7 @@ def test_a_bf16_request_reads_back_what_the_cpu_runs(folder):
     request runs in bf16 (and differs from float32), elsewhere OpenVINO runs it in f32."""
     network = _shared("random", 3, SIZE)
     model = quantization.openvino_model(network._forward)
-    pixels = np.stack([resnet.load_image(folder / f"item{i}.png", SIZE) for i in range(6)])
+    pixels = np.stack([load_image(folder / f"item{i}.png", SIZE) for i in range(6)])
     float32 = quantization.OpenVinoFeatures(model, "f32")
     half = quantization.OpenVinoFeatures(model, "bf16")
     difference = np.abs(half(pixels) - float32(pixels)).max()
@@ -473,7 +478,7 @@ def test_int8_with_7_and_8_bit_weights_both_keep_the_cosine_bound(mixed_folder, 
     different networks, and are stored apart: one is never read back for the other."""
     items = _items(16)
     reference = _extract(items, mixed_folder)[0].features
-    cache = resnet.FeatureCache(tmp_path / "cache")
+    cache = FeatureCache(tmp_path / "cache")
     results = {}
     for setting, bits in [("enable", 7), ("disable", 8)]:
         features, _, summary = _int8(items, mixed_folder, cache, int8_overflow_fix=setting)
@@ -554,14 +559,14 @@ def bomb_folder(tmp_path_factory, folder):
 
 def test_load_image_refuses_too_many_pixels_without_decoding_them(bomb_folder, decoded_files):
     with pytest.raises(RawDataError) as raised:
-        resnet.load_image(bomb_folder / "bomb.jpg", SIZE, max_image_pixels=1_000_000)
+        load_image(bomb_folder / "bomb.jpg", SIZE, max_image_pixels=1_000_000)
     message = str(raised.value)
-    assert isinstance(raised.value, resnet.TooManyPixelsError)
+    assert isinstance(raised.value, TooManyPixelsError)
     assert message.startswith(f"{bomb_folder / 'bomb.jpg'}: unreadable: too many pixels (5000 x "
                               "5000 = 25,000,000 pixels, over max_image_pixels 1,000,000)")
     assert "Fix: shrink or replace the image, or raise max_image_pixels" in message
     assert decoded_files == []
-    assert resnet.load_image(bomb_folder / "bomb.png", SIZE).shape == (SIZE, SIZE, 3), \
+    assert load_image(bomb_folder / "bomb.png", SIZE).shape == (SIZE, SIZE, 3), \
         "under Pillow's default limit 25 megapixels decode"
     assert set(decoded_files) == {"bomb.png"}
 

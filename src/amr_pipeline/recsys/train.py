@@ -51,7 +51,7 @@ from amr_pipeline.recsys.sampling import NegativeSampler
 logger = logging.getLogger(__name__)
 
 MODELS = BPR_MODELS  # mf_bpr, duif, vbpr, amr (amr_pipeline.models_table)
-_SELECTION_METRICS = ("hr_at_10", "ndcg_at_10")
+_SELECTION_METRICS = ("hr_at_10", "ndcg_at_10", "last")
 _DENSE_CATALOGUE = 16  # validation scores every item when items <= 16 x candidates per user
 FEATURE_GATHERS = ("host", "graph")
 
@@ -70,7 +70,8 @@ class TrainConfig:
     code; the paper's ε assume it). ``adversary`` (gradient, sign, random, none; amr defaults
     to gradient), ``epsilon`` (ε) and ``adversarial_weight`` (λ) define AMR (eqs. 7, 11).
     ``selection_metric`` picks the returned epoch on the validation candidates, epoch 0 (the
-    initialisation) included; ``early_stopping_patience`` stops after that many evaluations
+    initialisation) included (``last``: the last epoch, the evaluations only recorded, as
+    Figure 3 records test curves); ``early_stopping_patience`` stops after that many evaluations
     without a better validation score (None: train all ``epochs``).
 
     ``feature_gather: host`` keeps the features where they are and copies only the rows of
@@ -610,7 +611,8 @@ def fit(
                 (10,),
             )
             record.update(hr_at_10=summary["hr_at_10"], ndcg_at_10=summary["ndcg_at_10"])
-            score = record[config.selection_metric]
+            score = (float(epoch) if config.selection_metric == "last"
+                     else record[config.selection_metric])
         else:
             score = float(epoch)
         if score > best["score"]:

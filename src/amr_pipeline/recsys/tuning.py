@@ -137,6 +137,9 @@ class BPRTuner:
         values = {k: v for k, v in setting.items() if k not in _CATEGORICAL}
         config = TrainConfig.from_params({**self.base, **values})
         stage = stage or config.model
+        if config.selection_metric == "last":
+            raise ConfigurationError(f"{stage}: tuning selects an epoch on validation, so "
+                                     "selection_metric must be hr_at_10 or ndcg_at_10, not last")
         if self._trainer is None:
             self._trainer = BPRTrainer(config, self.train, self.n_users, self.n_items,
                                        self.features, initial)

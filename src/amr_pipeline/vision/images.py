@@ -55,6 +55,10 @@ class ImageFolder:
         """The image, opened lazily (see :func:`open_image`)."""
         return open_image(self.path(name), max_image_pixels)
 
+    def pixels(self, name: str, size: int, max_image_pixels: int | None = None) -> np.ndarray:
+        """The image decoded to ``size x size x 3`` uint8 RGB (see :func:`load_image`)."""
+        return load_image(self.path(name), size, max_image_pixels)
+
 
 class TooManyPixelsError(RawDataError):
     """An image whose header declares more than ``max_image_pixels`` pixels: never decoded."""

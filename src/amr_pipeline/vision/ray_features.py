@@ -80,6 +80,8 @@ def prepare_network(
     ``max_image_pixels`` are never decoded, here or by :func:`extract_parts`.
     """
     from amr_pipeline.vision import quantization, resnet
+    from amr_pipeline.vision.images import ImageFolder, check_max_image_pixels
+    from amr_pipeline.vision.network import weights_identity
 
     resnet.check_mode(precision, engine)
     if engine != "openvino":
@@ -92,8 +94,8 @@ def prepare_network(
         raise ConfigurationError("features.executor: ray keeps its network in the feature cache: "
                                  "give the node a feature_cache dataset.")
     overflow_fix = quantization.resolve_overflow_fix(int8_overflow_fix)
-    folder = images if isinstance(images, resnet.ImageFolder) else resnet.ImageFolder(images)
-    weights_id = resnet.weights_identity(weights, seed)
+    folder = images if isinstance(images, ImageFolder) else ImageFolder(images)
+    weights_id = weights_identity(weights, seed)
     size = int(image_size)
     int8_path = cache.model_path(f"resnet50-int8-{weights_id}-{size}px-overflow-fix-{overflow_fix}")
     float32_path = cache.model_path(f"resnet50-float32-{weights_id}-{size}px")
@@ -104,7 +106,7 @@ def prepare_network(
         stored = int8_path.is_file()
         count = int(validation_images) + (0 if stored else int(calibration_images))
         decoded = resnet._decode_sample(folder, names, count, size, seed,
-                                        resnet.check_max_image_pixels(max_image_pixels))
+                                        check_max_image_pixels(max_image_pixels))
         split = 0 if stored else min(int(calibration_images), len(decoded))
         sample = {"calibration": decoded[:split], "validation": decoded[split:],
                   "model_path": int8_path, "min_cosine": float(min_cosine),

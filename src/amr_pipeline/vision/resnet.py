@@ -12,7 +12,7 @@ That graph runs on TensorFlow (float32, bfloat16) or OpenVINO (float32, and by d
 see :mod:`amr_pipeline.vision.quantization`); float32 equals ``model.predict`` up to rounding
 (``benchmarks/feature_extraction.py`` measures speed and agreement of every mode).
 
-This module is the extraction loop; its parts live beside it and are re-exported here:
+This module is the extraction loop; its parts live beside it:
 :mod:`~amr_pipeline.vision.images` (the image folder, decoding),
 :mod:`~amr_pipeline.vision.network` (the Keras network and its compiled form) and
 :mod:`~amr_pipeline.vision.feature_cache` (the per-image cache on disk).
@@ -28,11 +28,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
-import keras  # noqa: F401 - re-exported (tests reach keras through this module)
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from keras.applications import resnet50 as keras_resnet50  # noqa: F401 - re-exported
 from tqdm.auto import tqdm
 
 from amr_pipeline.errors import ConfigurationError, RawDataError
@@ -41,50 +39,23 @@ from amr_pipeline.readers.features import check_on_missing, format_problems
 from amr_pipeline.vision import quantization
 from amr_pipeline.vision.feature_cache import FeatureCache
 from amr_pipeline.vision.images import (
-    PILLOW_MAX_IMAGE_PIXELS,
     ImageFolder,
     TooManyPixelsError,
     check_max_image_pixels,
     load_image,
-    open_image,
 )
-from amr_pipeline.vision.network import (
-    IMAGENET_WEIGHTS_FILE,
-    IMAGENET_WEIGHTS_URL,
-    MIN_IMAGE_SIZE,
-    PRECISIONS,
-    RANDOM_INIT,
-    ResNet50Features,
-    build_resnet50,
-    weights_identity,
-)
+from amr_pipeline.vision.network import MIN_IMAGE_SIZE, ResNet50Features, weights_identity
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ENGINES",
     "FEATURE_PRECISIONS",
-    "IMAGENET_WEIGHTS_FILE",
-    "IMAGENET_WEIGHTS_URL",
-    "MIN_IMAGE_SIZE",
-    "PILLOW_MAX_IMAGE_PIXELS",
-    "PRECISIONS",
-    "RANDOM_INIT",
     "Extractor",
-    "FeatureCache",
     "FeatureExtraction",
-    "ImageFolder",
-    "ItemFeatures",
-    "ResNet50Features",
-    "TooManyPixelsError",
     "build_extractor",
-    "build_resnet50",
-    "check_max_image_pixels",
     "check_mode",
     "extract_item_features",
-    "load_image",
-    "open_image",
-    "weights_identity",
 ]
 
 FEATURE_PRECISIONS = ("int8", "float32", "bfloat16")

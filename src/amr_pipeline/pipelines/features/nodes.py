@@ -1,4 +1,4 @@
-"""Thin node over :mod:`amr_pipeline.vision.resnet` and :mod:`amr_pipeline.readers.features`."""
+"""Thin nodes over :mod:`amr_pipeline.vision` and :mod:`amr_pipeline.readers.features`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pandas as pd
 from amr_pipeline.pipelines import mlflow_metrics
 from amr_pipeline.item_features import ItemFeatures
 from amr_pipeline.readers.features import RawFeatures, map_features_to_items
+from amr_pipeline.vision.network import build_resnet50
 from amr_pipeline.vision.resnet import extract_item_features
 
 
@@ -43,3 +44,9 @@ def build_item_features(
             max_image_pixels=parameters.get("max_image_pixels"),
         )
     return features, mlflow_metrics(summary)
+
+
+def feature_network(parameters: dict):
+    """The float32 Keras ResNet-50 of the feature settings (weights, seed, image size): the
+    network the features come from, for what back-propagates through it (Figure 1)."""
+    return build_resnet50(parameters["weights"], parameters["seed"], parameters["image_size"])

@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from .nodes import feature_network
 from .ray_nodes import (
     build_item_features_from_parts,
     extract_feature_parts,
@@ -35,3 +36,10 @@ def create_pipeline(**kwargs) -> Pipeline:
         ],
         tags="features",
     )
+
+
+def network_pipeline() -> Pipeline:
+    """The float32 Keras ResNet-50 the features come from, as the dataset
+    ``feature_extractor_network`` (held in memory)."""
+    return Pipeline([Node(feature_network, "params:features", "feature_extractor_network",
+                          name="build_feature_network")], tags="features")

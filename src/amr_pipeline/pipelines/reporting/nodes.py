@@ -1,19 +1,14 @@
-"""Thin nodes over :mod:`amr_pipeline.reporting` and the trainer (Tables 2-3, Figures 1, 3-5)."""
+"""Thin nodes over :mod:`amr_pipeline.reporting` (Tables 1-3, Figures 1, 3-5)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from amr_pipeline.item_features import feature_matrix
 from amr_pipeline.recsys import metrics
-from amr_pipeline.recsys.models import FactorModel
-from amr_pipeline.recsys.stored import history_metrics, load_model
-from amr_pipeline.recsys.replicates import train_replicates
+from amr_pipeline.recsys.stored import load_model
 from amr_pipeline.reporting import figures, tables
 from amr_pipeline.vision import pixel_attack
-from amr_pipeline.vision.images import load_image
-from amr_pipeline.vision.network import build_resnet50
 
 
 def performance_report(parameters: dict, n_negatives: int, items: pd.DataFrame,
@@ -74,42 +69,28 @@ def robustness_report(parameters: dict, *tables_and_ranks: pd.DataFrame):
 
 
 def generalisation_curves(
-    train: pd.DataFrame,
-    users: pd.DataFrame,
-    items: pd.DataFrame,
-    test_candidates: pd.DataFrame,
-    item_features,
-    vbpr_user_factors: pd.DataFrame,
-    vbpr_item_factors: pd.DataFrame,
-    vbpr_feature_projection: pd.DataFrame,
     mf_bpr_ranks: pd.DataFrame,
-    vbpr_parameters: dict,
-    amr_parameters: dict,
-    parameters: dict,
+    vbpr_history: pd.DataFrame,
+    amr_history: pd.DataFrame,
+    vbpr_curves: dict,
+    amr_curves: dict,
     vbpr_replicates: dict | None = None,
+    amr_replicates: dict | None = None,
 ):
-    """Figure 3 (4.3.1): from the same trained VBPR, continue VBPR and train AMR for the same
-    epochs, evaluating test HR@10/NDCG@10 every ``eval_every`` epochs; MF-BPR is the flat line.
-    Each VBPR replicate is continued the same way (replicate k with its own seed), so the
-    curves have a ``replicate`` column and the figure a band; MLflow gets replicate 0's."""
-    starts = [(vbpr_user_factors, vbpr_item_factors, vbpr_feature_projection)] + [
-        (tables["user_factors"], tables["item_factors"], tables["feature_projection"])
-        for _, tables in sorted((vbpr_replicates or {}).items())]
-    starts = [FactorModel.from_frames(*frames) for frames in starts]
-    features = feature_matrix(item_features, items)
+    """Figure 3 (4.3.1): VBPR continued and AMR trained for the same epochs from the same
+    trained VBPR (by the training node), test HR@10/NDCG@10 every ``eval_every`` epochs;
+    MF-BPR is the flat line. Each VBPR replicate is continued the same way, so the curves have
+    a ``replicate`` column and the figure a band; MLflow gets replicate 0's
+    (``<model>.test.hr_at_10`` ...)."""
     curves, logged = [], {}
-    for name, model_parameters in (("vbpr", vbpr_parameters), ("amr", amr_parameters)):
-        settings = {key: value for key, value in model_parameters.items()
-                    if key != "initialise_users"}
-        settings.update(epochs=parameters["epochs"], eval_every=parameters["eval_every"],
-                        checkpoint_every=parameters["epochs"])
-        results = train_replicates(train, len(users), len(items), params=settings,
-                                   replicates=len(starts), features=features,
-                                   initials=[start.copy() for start in starts],
-                                   validation_candidates=test_candidates)
-        for replicate, result in enumerate(results):
-            curves.append(result.history.assign(model=name, replicate=replicate))
-        for key, values in history_metrics(results[0].history).items():
+    for name, history, others, metric_history in (
+            ("vbpr", vbpr_history, vbpr_replicates, vbpr_curves),
+            ("amr", amr_history, amr_replicates, amr_curves)):
+        histories = [history] + [tables["training_history"]
+                                 for _, tables in sorted((others or {}).items())]
+        curves += [frame.assign(model=name, replicate=replicate)
+                   for replicate, frame in enumerate(histories)]
+        for key, values in metric_history.items():
             logged[f"{name}.{key.replace('validation.', 'test.')}"] = values
     curves = pd.concat(curves, ignore_index=True)
     reference = {"mf_bpr": metrics.summarise(mf_bpr_ranks, (10,))}
@@ -121,6 +102,7 @@ def pixel_attack_example(
     test_candidates: pd.DataFrame,
     item_features,
     image_source,
+    network,
     vbpr_user_factors: pd.DataFrame,
     vbpr_item_factors: pd.DataFrame,
     vbpr_feature_projection: pd.DataFrame,
@@ -129,15 +111,15 @@ def pixel_attack_example(
 ):
     """Figure 1: one sampled user, the test positive and three non-interacted items, scored by
     VBPR before and after an FGSM perturbation of the raw pixels (ε = 0.007, pixels in [0, 1])
-    back-propagated through ResNet-50 (the weights the features were extracted with)."""
+    back-propagated through ``network``, the ResNet-50 the features were extracted with."""
     model, features = load_model(vbpr_user_factors, vbpr_item_factors, vbpr_feature_projection,
                                  item_features, items)
     user, chosen = pixel_attack.choose_example(model, features, test_candidates,
                                                seed=parameters["seed"])
-    size = feature_parameters["image_size"]
-    network = build_resnet50(feature_parameters["weights"], feature_parameters["seed"], size)
     names = items.set_index("item_id").loc[chosen, "image"]
-    images = [load_image(image_source.path(name), size) for name in names]
+    images = [image_source.pixels(name, feature_parameters["image_size"],
+                                  feature_parameters.get("max_image_pixels"))
+              for name in names]
     attack = pixel_attack.fgsm_pixel_attack(model, network, user, chosen, images,
                                             epsilon=parameters["epsilon"])
     figure = figures.pixel_attack_figure(attack.images_before, attack.images_after,

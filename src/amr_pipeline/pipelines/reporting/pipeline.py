@@ -48,38 +48,42 @@ def robustness_report_pipeline(models=ATTACKED_MODELS) -> Pipeline:
     )
 
 
+GENERALISATION_MODELS = ("vbpr", "amr")
+"""Figure 3: VBPR continued and AMR trained from the same trained VBPR."""
+
+
+def generalisation_namespace(model: str) -> str:
+    """The datasets of Figure 3's run of ``model``: ``generalisation.<model>.*``."""
+    return f"generalisation.{model}"
+
+
 def generalisation_pipeline() -> Pipeline:
-    """Figure 3: continued VBPR vs AMR from the same trained VBPR."""
+    """Figure 3 from the test curves of VBPR continued and AMR trained from the same VBPR
+    (the training runs themselves: :func:`amr_pipeline.pipeline_registry` adds them)."""
+    inputs = {"mf_bpr_ranks": "mf_bpr.ranks"}
+    for model in GENERALISATION_MODELS:
+        namespace = generalisation_namespace(model)
+        inputs.update({f"{model}_history": f"{namespace}.training_history",
+                       f"{model}_replicates": f"{namespace}.replicates",
+                       f"{model}_curves": f"{namespace}.evaluation_curves"})
     return Pipeline(
-        [Node(
-            generalisation_curves,
-            {
-                "train": "final_train", "users": "users", "items": "final_items",
-                "test_candidates": "test_candidates", "item_features": "item_features",
-                "vbpr_user_factors": "vbpr.user_factors",
-                "vbpr_item_factors": "vbpr.item_factors",
-                "vbpr_feature_projection": "vbpr.feature_projection",
-                "vbpr_replicates": "vbpr.replicates",
-                "mf_bpr_ranks": "mf_bpr.ranks",
-                "vbpr_parameters": "vbpr.settings",
-                "amr_parameters": "amr.settings",
-                "parameters": "params:reporting.generalisation",
-            },
-            ["generalisation_curves", "figure3_generalisation", "generalisation_metrics"],
-            name="figure_3_generalisation",
-        )],
-        tags=["reporting"],
+        [Node(generalisation_curves, inputs,
+              ["generalisation_curves", "figure3_generalisation", "generalisation_metrics"],
+              name="figure_3_generalisation")],
+        tags=["reporting", "generalisation"],
     )
 
 
 def pixel_attack_pipeline() -> Pipeline:
-    """Figure 1: an FGSM attack on raw pixels through ResNet-50 and VBPR."""
+    """Figure 1: an FGSM attack on raw pixels through ResNet-50 (``feature_extractor_network``,
+    :func:`amr_pipeline.pipelines.features.network_pipeline`) and VBPR."""
     return Pipeline(
         [Node(
             pixel_attack_example,
             {
                 "items": "items", "test_candidates": "test_candidates",
                 "item_features": "item_features", "image_source": "image_source",
+                "network": "feature_extractor_network",
                 "vbpr_user_factors": "vbpr.user_factors",
                 "vbpr_item_factors": "vbpr.item_factors",
                 "vbpr_feature_projection": "vbpr.feature_projection",

@@ -56,6 +56,16 @@ def final_training_data(train: pd.DataFrame, validation: pd.DataFrame, items: pd
     return pairs, marked, validation_candidates.iloc[:0]
 
 
+def continued_settings(settings: dict, overrides: dict) -> dict:
+    """A model's ``settings`` trained on from another model's tables (always initialised from
+    them) for ``overrides["epochs"]`` epochs, evaluated every ``overrides["eval_every"]`` and
+    keeping the last epoch (``selection_metric: last``: the evaluations are only recorded),
+    with one checkpoint at the end."""
+    return {**settings, "epochs": overrides["epochs"], "eval_every": overrides["eval_every"],
+            "checkpoint_every": max(1, int(overrides["epochs"])), "selection_metric": "last",
+            "initialise_users": True}
+
+
 def model_frames(model: FactorModel) -> dict[str, pd.DataFrame]:
     """Factor tables as the catalog stores them."""
     return model.to_frames()
@@ -78,7 +88,7 @@ def train_model(
     """Train MF-BPR, DUIF, VBPR or AMR (``parameters["model"]``) ``replicates`` times with
     different seeds (:mod:`amr_pipeline.recsys.replicates`); return replicate 0's factor tables
     of the best validation epoch, its training history and MLflow metric history, and the
-    other replicates' tables (``{k: tables}``).
+    other replicates' tables and histories (``{k: tables}``).
 
     ``initial_*`` tables chain the paper's initialisation: VBPR starts from MF-BPR's p_u, q_i,
     AMR from VBPR (Algorithm 1, line 1), DUIF optionally from MF-BPR's p_u
@@ -115,11 +125,18 @@ def train_model(
         parameters["model"], result.best_epoch, parameters["epochs"],
         parameters.get("selection_metric", "ndcg_at_10"), replicates,
     )
+    return _fitted(results)
+
+
+def _fitted(results) -> dict:
+    """The node outputs of fitted replicates: replicate 0's factor tables, training history
+    and MLflow metric history; the others' tables and histories (``{k: tables}``)."""
     return {
-        **model_frames(result.model),
-        "history": result.history,
-        "history_metrics": history_metrics(result.history),
-        "replicates": {k: model_frames(other.model) for k, other in enumerate(results) if k},
+        **model_frames(results[0].model),
+        "history": results[0].history,
+        "history_metrics": history_metrics(results[0].history),
+        "replicates": {k: {**model_frames(other.model), "training_history": other.history}
+                       for k, other in enumerate(results) if k},
     }
 
 
@@ -169,9 +186,4 @@ def fit_eals(
                            "seed": replicate_seed(parameters.get("seed", 0), replicate)})
         for replicate in range(check_replicates(replicates))
     ]
-    return {
-        **model_frames(results[0].model),
-        "history": results[0].history,
-        "history_metrics": history_metrics(results[0].history),
-        "replicates": {k: model_frames(other.model) for k, other in enumerate(results) if k},
-    }
+    return _fitted(results)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from amr_pipeline.models_table import FACTOR_TABLES, TUNED_MODELS
+from amr_pipeline.models_table import BY_NAME, FACTOR_TABLES, TUNED_MODELS
 
 from .nodes import (
+    continued_settings,
     final_training_data,
     fit_eals,
     fit_popularity,
@@ -38,32 +39,72 @@ def training_data_pipeline() -> Pipeline:
     )
 
 
-def bpr_model_pipeline(model: str, *, visual: bool, initialise_from: str | None = None,
-                       initial_tables: tuple[str, ...] = FACTOR_TABLES) -> Pipeline:
-    """Train one BPR-family model (MF-BPR, DUIF, VBPR, AMR) under the namespace ``model``."""
+def _bpr_template(model: str, *, visual: bool, initial_tables: tuple[str, ...] = ()) -> Pipeline:
+    """One BPR-family training node with unprefixed dataset names: ``settings``,
+    ``checkpoint``, the model's tables out, ``initial_<table>`` in (the model it starts
+    from); :func:`bpr_model_pipeline` gives it a namespace and the shared inputs."""
     inputs = {
-        "train": "final_train",
+        "train": "train",
         "users": "users",
-        "items": "final_items",
-        "validation_candidates": "selection_candidates",
-        "parameters": f"{model}.settings",
-        "checkpoint": f"{model}.checkpoint",
+        "items": "items",
+        "validation_candidates": "validation_candidates",
+        "parameters": "settings",
+        "checkpoint": "checkpoint",
         "replicates": "params:replicates",
     }
     if visual:
         inputs["item_features"] = "item_features"
+    for table in initial_tables:
+        inputs[f"initial_{table}"] = f"initial_{table}"
+    if initial_tables:
+        inputs["initial_replicates"] = "initial_replicates"
+    outputs = {table: table for table in FACTOR_TABLES[: 3 if visual else 2]}
+    outputs.update(history="training_history", history_metrics="training_curves",
+                   replicates="replicates")
+    return Pipeline([Node(train_model, inputs, outputs, name=f"train_{model}")])
+
+
+def bpr_model_pipeline(model: str, *, visual: bool, initialise_from: str | None = None,
+                       initial_tables: tuple[str, ...] = FACTOR_TABLES,
+                       namespace: str | None = None,
+                       validation_candidates: str = "selection_candidates",
+                       outputs: dict[str, str] | None = None,
+                       tags=None) -> Pipeline:
+    """Train one BPR-family model (MF-BPR, DUIF, VBPR, AMR): the template under the namespace
+    ``model`` (or ``namespace``), so its datasets are ``<model>.settings``,
+    ``<model>.user_factors`` ...; ``initialise_from`` names the model whose
+    ``initial_tables`` it starts from."""
+    inputs = {"train": "final_train", "users": "users", "items": "final_items",
+              "validation_candidates": validation_candidates}
+    if visual:
+        inputs["item_features"] = "item_features"
+    initial_tables = initial_tables if initialise_from else ()
+    for table in initial_tables:
+        inputs[f"initial_{table}"] = f"{initialise_from}.{table}"
     if initialise_from:
-        for table in initial_tables:
-            inputs[f"initial_{table}"] = f"{initialise_from}.{table}"
         inputs["initial_replicates"] = f"{initialise_from}.replicates"
-    outputs = {table: f"{model}.{table}" for table in FACTOR_TABLES[: 3 if visual else 2]}
-    outputs["history"] = f"{model}.training_history"
-    outputs["history_metrics"] = f"{model}.training_curves"
-    outputs["replicates"] = f"{model}.replicates"
     return Pipeline(
-        [Node(train_model, inputs, outputs, name=f"train_{model}", namespace=model)],
-        tags=["training", model],
+        _bpr_template(model, visual=visual, initial_tables=initial_tables),
+        namespace=namespace or model, inputs=inputs, outputs=outputs,
+        parameters={"params:replicates"}, tags=tags or ["training", model],
     )
+
+
+def continuation_pipeline(model: str, *, start: str, namespace: str, overrides: str,
+                          candidates: str, tags) -> Pipeline:
+    """``model`` (its settings, with ``overrides`` on top: :func:`continued_settings`) trained
+    by the same node as :func:`bpr_model_pipeline` from all of ``start``'s tables, evaluated on
+    ``candidates``; its datasets are ``<namespace>.settings``, ``<namespace>.training_history``
+    ... Figure 3 (4.3.1) continues VBPR and trains AMR this way from the same VBPR."""
+    settings = Node(continued_settings, [f"{model}.settings", overrides],
+                    f"{namespace}.settings", name="continued_settings", namespace=namespace)
+    visual = BY_NAME[model].visual
+    return Pipeline([settings], tags=tags) + bpr_model_pipeline(
+        model, visual=visual, initialise_from=start,
+        initial_tables=FACTOR_TABLES[: 3 if visual else 2], namespace=namespace,
+        validation_candidates=candidates, tags=tags,
+        # the curves are on ``candidates``: the report logs them under their own name
+        outputs={"training_curves": f"{namespace}.evaluation_curves"})
 
 
 def closed_form_pipeline() -> Pipeline:
