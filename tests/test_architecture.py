@@ -52,8 +52,8 @@ def test_pipelines_import_only_the_core_and_their_own_package(path):
     assert not others, f"{path.relative_to(PACKAGE)} imports other pipelines: {others}"
 
 
-CORE = ("item_features.py", "models_table.py", "errors.py", "readers", "recsys", "vision",
-        "reporting", "demo", "distributed")
+CORE = ("item_features.py", "models_table.py", "errors.py", "log_levels.py", "readers", "recsys",
+        "vision", "reporting", "demo", "distributed")
 
 
 def _core_modules() -> list[Path]:

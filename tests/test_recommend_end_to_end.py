@@ -75,7 +75,7 @@ def test_the_registered_model_gives_the_recommendations(model, recommendations):
     np.testing.assert_allclose(np.concatenate(answer["scores"].to_list()),
                                np.concatenate(expected_scores.to_list()), rtol=1e-6)
     shorter = model.predict(pd.DataFrame({"user_raw_id": users[:2]}),
-                            params={"recommend.top_k": 3})
+                            params={"top_k": 3})
     assert shorter["item_raw_ids"].tolist() == [items[:3] for items in expected_items[:2]]
 
 
@@ -83,7 +83,7 @@ def test_unknown_users_are_named_in_the_error(model):
     with pytest.raises(Exception, match="'no-such-user'"):
         model.predict(pd.DataFrame({"user_raw_id": ["no-such-user"]}))
     popular = model.predict(pd.DataFrame({"user_raw_id": ["no-such-user"]}),
-                            params={"recommend.unknown_users": "popular"})
+                            params={"unknown_users": "popular"})
     assert len(popular["item_raw_ids"][0]) == 20
 
 
@@ -123,7 +123,7 @@ def test_the_served_model_answers_good_and_bad_requests(project, recommendations
         user = recommendations["user_raw_id"].iloc[0]
         status, body = _post(f"{base}/invocations", {
             "dataframe_split": {"columns": ["user_raw_id"], "data": [[user]]},
-            "params": {"recommend.top_k": 3}})
+            "params": {"top_k": 3}})
         assert status == 200, body
         expected = recommendations[recommendations["user_raw_id"] == user]
         [prediction] = body["predictions"]
@@ -131,12 +131,17 @@ def test_the_served_model_answers_good_and_bad_requests(project, recommendations
         assert prediction["item_raw_ids"] == expected["item_raw_id"].tolist()[:3]
         status, body = _post(f"{base}/invocations", {
             "dataframe_split": {"columns": ["user_raw_id"], "data": [["no-such-user"]]}})
-        assert status >= 400 and "no-such-user" in json.dumps(body)
+        assert 400 <= status < 500 and "no-such-user" in json.dumps(body)
         status, _ = _post(f"{base}/invocations", b"{not json")
         assert status == 400
-        status, _ = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["x"],
-                                                                      "data": [[1]]}})
-        assert status >= 400
+        status, body = _post(f"{base}/invocations", {"dataframe_split": {"columns": ["x"],
+                                                                         "data": [[1]]}})
+        assert 400 <= status < 500 and "user_raw_id" in json.dumps(body)
+        for top_k, problem in ((0, "positive integer"), (10**9, "at most")):
+            status, body = _post(f"{base}/invocations", {
+                "dataframe_split": {"columns": ["user_raw_id"], "data": [[user]]},
+                "params": {"top_k": top_k}})
+            assert 400 <= status < 500 and problem in json.dumps(body), (top_k, status, body)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

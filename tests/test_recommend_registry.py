@@ -3,6 +3,7 @@ demoted by ``+``, kedro-mlflow issue 690), and the hook completes or withholds t
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
@@ -32,14 +33,21 @@ def test_pipelines_that_recommend_are_bound_to_the_inference_pipeline(pipelines,
 
 
 def test_the_hook_sets_signature_and_registered_name_from_the_parameters(pipelines):
-    catalog = DataCatalog({"params:recommend": MemoryDataset(PARAMETERS)})
+    users = pd.DataFrame({"user_id": [0, 1, 2], "user_raw_id": ["b7", "b3", "b9"], "f0": 0.5})
+    catalog = DataCatalog({"params:recommend": MemoryDataset(PARAMETERS),
+                           SERVED_TABLES[0]: MemoryDataset(users)})
     pipeline = configure_logged_model(pipelines["recommend"], catalog)
+    assert pipeline.log_model_kwargs["input_example"]["user_raw_id"].tolist() == ["b7", "b3"]
     assert isinstance(pipeline, PipelineML)
     assert pipeline.log_model_kwargs["registered_model_name"] == "my-recommender"
     signature = pipeline.log_model_kwargs["signature"]
     defaults = {spec.name: spec.default for spec in signature.params}
-    assert defaults["recommend.top_k"] == 5 and defaults["recommend.exclude_seen"] is False
-    assert defaults["recommend.unknown_users"] == "popular"
+    assert defaults["top_k"] == 5 and defaults["exclude_seen"] is False
+    assert defaults["unknown_users"] == "popular"
+    # the inference pipeline's request parameters get the same defaults from the catalog
+    assert {name: catalog.load(name) for name in pipeline.inference.inputs()
+            if name.startswith("params:")} == {"params:top_k": 5, "params:exclude_seen": False,
+                                               "params:unknown_users": "popular"}
     assert signature.inputs.input_names() == ["user_raw_id"]
     assert signature.outputs.input_names() == ["user_raw_id", "item_raw_ids", "scores"]
 

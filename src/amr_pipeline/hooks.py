@@ -101,18 +101,28 @@ class MlflowRunHooks:
 
 def configure_logged_model(pipeline, catalog):
     """The pipeline kedro-mlflow is told ran. A ``PipelineML`` (the recommender bound to its
-    training pipeline) gets the model's signature, with this run's request parameters as
-    defaults, and the registered model name, both from ``params:recommend``: kedro-mlflow
-    then logs and registers it. (A run filtered to nodes that do not write the recommender's
+    training pipeline) gets the model's signature and its request parameters
+    (``params:top_k``, ``params:exclude_seen``, ``params:unknown_users``) with this run's
+    ``recommend.*`` values as defaults, and the registered model name, all from
+    ``params:recommend``, and two of its users as the input example: kedro-mlflow then logs
+    and registers it. (A run filtered to nodes that do not write the recommender's
     tables is a plain ``Pipeline``: see ``pipelines.recommend.FilterablePipelineML``.)"""
     from kedro_mlflow.pipeline.pipeline_ml import PipelineML
 
     if not isinstance(pipeline, PipelineML):
         return pipeline
-    from amr_pipeline.pipelines.recommend.pipeline import model_signature
+    from amr_pipeline.pipelines.recommend.pipeline import (
+        SERVED_TABLES,
+        model_signature,
+        request_parameters,
+    )
 
     parameters = catalog.load("params:recommend")
+    for name, value in request_parameters(parameters).items():
+        catalog[f"params:{name}"] = value  # the served defaults (request: {"params": {...}})
     pipeline.log_model_kwargs["signature"] = model_signature(parameters)
+    users = catalog.load(SERVED_TABLES[0])["user_raw_id"].astype(str)
+    pipeline.log_model_kwargs["input_example"] = users.head(2).to_frame()
     if parameters.get("registered_model_name"):
         pipeline.log_model_kwargs["registered_model_name"] = parameters["registered_model_name"]
     return pipeline

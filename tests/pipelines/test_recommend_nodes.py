@@ -92,6 +92,20 @@ def test_unknown_users_raise_naming_them_or_get_popular_items(stored):
     assert answer["scores"][1] == [float(counts[i]) for i in popular]
 
 
+@pytest.mark.parametrize("top_k, problem", [(0, "positive integer"), (-3, "positive integer"),
+                                            (True, "positive integer"), ("5", "positive integer"),
+                                            (N_ITEMS + 1, "at most that many")])
+def test_a_top_k_outside_one_to_the_catalogue_is_refused_naming_it(stored, top_k, problem):
+    _, _, _, (user_vectors, item_vectors, seen, _) = stored
+    request = pd.DataFrame({"user_raw_id": ["u1"]})
+    with pytest.raises(ConfigurationError, match=problem):
+        predict(request, user_vectors, item_vectors, seen, top_k, True)
+    with pytest.raises(ConfigurationError, match=problem):
+        recommend_all(user_vectors, item_vectors, seen, {**PARAMETERS, "top_k": top_k})
+    whole = predict(request, user_vectors, item_vectors, seen, N_ITEMS, False)
+    assert len(whole["item_raw_ids"][0]) == N_ITEMS
+
+
 def test_a_model_the_pipeline_does_not_train_is_refused(stored):
     with pytest.raises(ConfigurationError, match="vbpr"):
         prepare_recommender(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None,

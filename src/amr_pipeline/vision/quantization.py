@@ -9,18 +9,17 @@ feature is kept, :func:`cosine_per_item` checks int8 against float32 on other it
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 
 from amr_pipeline.errors import ConfigurationError
+from amr_pipeline.log_levels import logger_level
 
 __all__ = ["INFERENCE_PRECISIONS", "OVERFLOW_FIXES", "OpenVinoFeatures", "cosine_per_item",
            "has_vnni", "load_model", "model_identity", "native_bf16", "openvino_model",
@@ -149,24 +148,6 @@ def quantize(model: ov.Model, calibration_images: np.ndarray,
                 activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
             ),
         )
-
-
-@contextlib.contextmanager
-def logger_level(name: str, level: int) -> Iterator[None]:
-    """Set the level of logger ``name`` for a block, then restore it.
-
-    Only the logger's own level changes: ``nncf.set_log_level`` also sets the level of every
-    handler attached to the logger, including handlers that belong to someone else (pytest's
-    log capture attaches to non-propagating loggers such as ``nncf``), and those handlers then
-    drop records from every logger they serve.
-    """
-    logger = logging.getLogger(name)
-    previous = logger.level
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
 
 
 def cosine_per_item(features: np.ndarray, reference: np.ndarray) -> np.ndarray:

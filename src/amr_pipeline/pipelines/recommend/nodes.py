@@ -38,12 +38,15 @@ def table_key(model: str, table: str) -> str:
     return f"{model}__{table}"
 
 
-def _check(parameters: dict) -> None:
-    if int(parameters.get("top_k", 0)) < 1:
-        raise ConfigurationError(f"recommend.top_k must be a positive integer, got "
-                                 f"{parameters.get('top_k')!r}")
+def _check(parameters: dict, n_items: int | None = None) -> None:
+    top_k = parameters.get("top_k", 0)
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ConfigurationError(f"top_k must be a positive integer, got {top_k!r}")
+    if n_items is not None and top_k > n_items:
+        raise ConfigurationError(f"top_k is {top_k}, more than the {n_items} items of the "
+                                 "catalogue: ask for at most that many")
     if parameters.get("unknown_users", "error") not in UNKNOWN_USERS:
-        raise ConfigurationError(f"recommend.unknown_users must be one of {UNKNOWN_USERS}, got "
+        raise ConfigurationError(f"unknown_users must be one of {UNKNOWN_USERS}, got "
                                  f"{parameters.get('unknown_users')!r}")
 
 
@@ -101,7 +104,7 @@ def recommend_all(user_vectors: pd.DataFrame, item_vectors: pd.DataFrame,
                   seen_items: pd.DataFrame, parameters: dict) -> pd.DataFrame:
     """Every user's top ``top_k``: ``user_raw_id``, ``rank`` (1 = best), ``item_raw_id``,
     ``score``, ``cold`` (the item was never in training, scored from its image only)."""
-    _check(parameters)
+    _check(parameters, len(item_vectors))
     result = _top(user_vectors, item_vectors, seen_items, parameters["top_k"],
                   parameters.get("exclude_seen", True), None)
     return pd.DataFrame({
@@ -120,7 +123,7 @@ def predict(request: pd.DataFrame, user_vectors: pd.DataFrame, item_vectors: pd.
     user's top ``top_k``, best first) and their ``scores``. A user not in the training data
     raises :class:`UnknownUserError` naming it (``unknown_users: error``) or gets the most
     popular training items, scored by their interaction count (``popular``)."""
-    _check({"top_k": top_k, "unknown_users": unknown_users})
+    _check({"top_k": top_k, "unknown_users": unknown_users}, len(item_vectors))
     if "user_raw_id" not in request:
         raise ConfigurationError(f"the request needs a `user_raw_id` column, got "
                                  f"{list(request.columns)}")
@@ -132,7 +135,8 @@ def predict(request: pd.DataFrame, user_vectors: pd.DataFrame, item_vectors: pd.
         raise UnknownUserError(
             f"unknown user_raw_id {', '.join(map(repr, names[:10]))}"
             f"{' and more' if len(names) > 10 else ''}: not in the training data (set "
-            "recommend.unknown_users: popular to answer them with the popular items)")
+            "the request parameter unknown_users (default recommend.unknown_users) to "
+            "popular to answer them with the popular items)")
     positions = user_vectors["user_id"].to_numpy(np.int64)
     known = np.unique(rows[~unknown])
     result = _top(user_vectors, item_vectors, seen_items, top_k, exclude_seen, positions[known])

@@ -7,22 +7,25 @@ all of them in ``__default__``) and :func:`nodes.prepare_recommender` picks one;
 are small (users x K, items x K), and a choice the pipeline cannot serve is an error naming
 the ones it can.
 
-:func:`recommend_pipeline_ml` binds a training pipeline to :func:`inference_pipeline` with
-kedro-mlflow's ``pipeline_ml_factory``: at the end of the run kedro-mlflow logs the inference
+:func:`recommend_pipeline_ml` binds a training pipeline to :func:`inference_pipeline` as
+kedro-mlflow's ``pipeline_ml_factory`` does: at the end of the run kedro-mlflow logs the inference
 pipeline as an MLflow model, with the served tables (``recommend.user_vectors``,
 ``recommend.item_vectors``, ``recommend.seen_items``) as its artifacts. The project hook
 (:class:`amr_pipeline.hooks.MlflowRunHooks`) completes the logging arguments from the run's
-parameters: the signature (:func:`model_signature`) and ``registered_model_name``.
+parameters: the signature (:func:`model_signature`), the request parameters' defaults
+(:func:`request_parameters`) and ``registered_model_name``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from kedro.pipeline import Node, Pipeline
-from kedro_mlflow.pipeline import pipeline_ml_factory
+from kedro.runner import SequentialRunner
 from kedro_mlflow.pipeline.pipeline_ml import PipelineML
 
+from amr_pipeline.log_levels import logger_level
 from amr_pipeline.models_table import BY_NAME, FACTOR_TABLES
 
 from .nodes import predict, prepare_recommender, rank_new_images, recommend_all, table_key
@@ -62,12 +65,24 @@ def create_pipeline(models: Iterable[str] = ("mf_bpr", "vbpr", "amr")) -> Pipeli
 def inference_pipeline() -> Pipeline:
     """``recommend.request`` (``user_raw_id``) -> ``recommend.predictions`` (``user_raw_id``,
     ``item_raw_ids``, ``scores``); ``top_k``, ``exclude_seen`` and ``unknown_users`` are
-    request parameters (``recommend.top_k`` ...)."""
+    request parameters (``params:top_k`` ...: their defaults are the run's ``recommend.top_k``
+    ..., see :func:`request_parameters`)."""
     inputs = {"request": REQUEST, "user_vectors": SERVED_TABLES[0],
               "item_vectors": SERVED_TABLES[1], "seen_items": SERVED_TABLES[2]}
-    inputs.update({name: f"params:recommend.{name}" for name in REQUEST_PARAMETERS})
+    inputs.update({name: f"params:{name}" for name in REQUEST_PARAMETERS})
     return Pipeline([Node(predict, inputs, PREDICTIONS, name="predict_top_n")],
                     tags="inference")
+
+
+class ServingRunner(SequentialRunner):
+    """Kedro's ``SequentialRunner`` with the ``kedro`` loggers at WARNING while it runs. Each
+    prediction of the MLflow model is a Kedro run of one node, and formatting that run's INFO
+    lines took most of a one-user request (``benchmarks/serving_latency.py``); warnings and
+    errors still show."""
+
+    def run(self, *args, **kwargs):
+        with logger_level("kedro", logging.WARNING):
+            return super().run(*args, **kwargs)
 
 
 class FilterablePipelineML(PipelineML):
@@ -80,38 +95,47 @@ class FilterablePipelineML(PipelineML):
     def _turn_pipeline_to_ml(self, pipeline: Pipeline):
         if not set(SERVED_TABLES) <= pipeline.all_outputs():
             return Pipeline(pipeline.nodes)
-        return super()._turn_pipeline_to_ml(pipeline)
+        return FilterablePipelineML(nodes=pipeline.nodes, inference=self.inference,
+                                    input_name=self.input_name, kpm_kwargs=self.kpm_kwargs,
+                                    log_model_kwargs=self.log_model_kwargs)
 
 
 def recommend_pipeline_ml(training: Pipeline) -> PipelineML:
-    """``training`` (which must write the served tables) bound to :func:`inference_pipeline`
-    by ``pipeline_ml_factory``: kedro-mlflow logs the model when a run of it ends. Build it
-    last: ``+`` turns a ``PipelineML`` back into a plain ``Pipeline`` (kedro-mlflow issue
-    690)."""
-    bound = pipeline_ml_factory(training=training, inference=inference_pipeline(),
-                                input_name=REQUEST, log_model_kwargs={"name": MODEL_NAME})
-    bound.__class__ = FilterablePipelineML  # same state; only filtering differs
-    return bound
+    """``training`` (which must write the served tables) bound to :func:`inference_pipeline`,
+    as kedro-mlflow's ``pipeline_ml_factory`` binds them (the same arguments, the
+    :class:`FilterablePipelineML` subclass): kedro-mlflow logs the model when a run of it
+    ends. Build it last: ``+`` turns a ``PipelineML`` back into a plain ``Pipeline``
+    (kedro-mlflow issue 690)."""
+    return FilterablePipelineML(nodes=training.nodes, inference=inference_pipeline(),
+                                input_name=REQUEST, kpm_kwargs={"runner": ServingRunner()},
+                                log_model_kwargs={"name": MODEL_NAME})
+
+
+def request_parameters(parameters: dict) -> dict:
+    """The served model's request parameters with their defaults from ``params:recommend``
+    (the values this run's batch recommendations used)."""
+    return {"top_k": int(parameters["top_k"]),
+            "exclude_seen": bool(parameters.get("exclude_seen", True)),
+            "unknown_users": str(parameters.get("unknown_users", "error"))}
 
 
 def model_signature(parameters: dict):
     """The MLflow signature: ``user_raw_id`` in; ``user_raw_id``, ``item_raw_ids`` (list),
     ``scores`` (list) out; the request parameters with this run's values as defaults (and
-    kedro-mlflow's ``runner``)."""
+    kedro-mlflow's ``runner``, by default the model's own :class:`ServingRunner`)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
+    defaults = request_parameters(parameters)
     return ModelSignature(
         inputs=Schema([ColSpec("string", "user_raw_id")]),
         outputs=Schema([ColSpec("string", "user_raw_id"),
                         ColSpec(Array("string"), "item_raw_ids"),
                         ColSpec(Array("double"), "scores")]),
         params=ParamSchema([
-            ParamSpec("recommend.top_k", "long", int(parameters["top_k"])),
-            ParamSpec("recommend.exclude_seen", "boolean",
-                      bool(parameters.get("exclude_seen", True))),
-            ParamSpec("recommend.unknown_users", "string",
-                      str(parameters.get("unknown_users", "error"))),
-            ParamSpec("runner", "string", "SequentialRunner"),
+            ParamSpec("top_k", "long", defaults["top_k"]),
+            ParamSpec("exclude_seen", "boolean", defaults["exclude_seen"]),
+            ParamSpec("unknown_users", "string", defaults["unknown_users"]),
+            ParamSpec("runner", "string", ServingRunner.__name__),
         ]),
     )
