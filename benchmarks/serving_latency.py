@@ -25,7 +25,11 @@ kedro-mlflow pipeline run as the server, without JSON or HTTP. Both log the same
 prediction is a Kedro run whose INFO lines (rich-formatted) the server writes to its output (a
 temporary file here) and this process to /dev/null, so the difference is HTTP and JSON.
 
-Every answer of both paths is checked, outside the timing, against the top-N item lists in
+A third path repeats each in-process request with the request parameter ``runner:
+SequentialRunner``: Kedro's own runner, which logs every node at INFO, instead of the model's
+``ServingRunner`` (the baseline of that choice, measured in the same run).
+
+Every answer of every path is checked, outside the timing, against the top-N item lists in
 recommendations.parquet for the users asked (in the order asked).
 
     kedro run --pipeline=amr && python benchmarks/serving_latency.py
@@ -141,15 +145,22 @@ def http_predict(client, base: str, users: np.ndarray) -> tuple[float, bytes]:
     return elapsed, content
 
 
-def local_predict(model, users: np.ndarray, sink) -> tuple[float, pd.DataFrame]:
+def local_predict(model, users: np.ndarray, sink, params: dict | None = None
+                  ) -> tuple[float, pd.DataFrame]:
     """``model.predict`` with its console output (Kedro's per-run INFO logs, which the server
     writes to its log) sent to ``sink``."""
     frame = pd.DataFrame({"user_raw_id": users})
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         start = time.perf_counter()
-        answer = model.predict(frame)
+        answer = model.predict(frame, params=params)
         elapsed = time.perf_counter() - start
     return elapsed, answer
+
+
+KEDRO_RUNNER = {"runner": "SequentialRunner"}
+"""The request parameter that runs a prediction with Kedro's own runner, which logs every
+node at INFO, instead of the model's default ``ServingRunner``: the baseline of the third
+path."""
 
 
 def check(path: str, users: np.ndarray, got: list[list[str]], expected: pd.Series) -> None:
@@ -166,18 +177,22 @@ def time_both(client, base: str, model, requests: list[np.ndarray], expected: pd
               warmup: int) -> dict[str, list[float]]:
     """Each request over HTTP then in-process (the first ``warmup`` untimed); every answer
     checked against ``expected`` after its timing."""
-    times = {"HTTP": [], "in-process": []}
+    times = {"HTTP": [], "in-process": [], "SequentialRunner": []}
     size = len(requests[0])
     with open(os.devnull, "w") as sink:
         for index, users in enumerate(requests):
             http_time, content = http_predict(client, base, users)
             local_time, answer = local_predict(model, users, sink)
+            plain_time, plain = local_predict(model, users, sink, KEDRO_RUNNER)
             if index >= warmup:
                 times["HTTP"].append(http_time)
                 times["in-process"].append(local_time)
+                times["SequentialRunner"].append(plain_time)
             served = [row["item_raw_ids"] for row in json.loads(content)["predictions"]]
             check(f"HTTP, {size} users", users, served, expected)
             check(f"in-process, {size} users", users, answer["item_raw_ids"].tolist(), expected)
+            check(f"SequentialRunner, {size} users", users, plain["item_raw_ids"].tolist(),
+                  expected)
     return times
 
 
@@ -248,7 +263,8 @@ def main() -> None:
     for size in SIZES:
         medians = {}
         for path, label in (("HTTP", "HTTP POST /invocations (mlflow models serve)"),
-                            ("in-process", "in-process pyfunc predict(DataFrame)")):
+                            ("in-process", "in-process pyfunc predict(DataFrame)"),
+                            ("SequentialRunner", "in-process, Kedro's SequentialRunner")):
             p50, p99 = milliseconds(results[size][path])
             medians[path] = p50
             print(f"{size:>13}  {label:<44} {p50:>8.1f} {p99:>8.1f}")
