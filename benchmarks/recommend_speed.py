@@ -3,8 +3,11 @@
 Random data of the paper's Amazon Women size (83,337 users x 299,555 items, K = 64; item
 vectors ``q_i + E c_i`` precomputed, as the recommend pipeline stores them), no seen items:
 
-- :func:`amr_pipeline.recsys.recommend.top_n` for **all** users (blocks of users, one matrix
-  product per block, ``np.argpartition`` then an exact sort of the candidates);
+- :func:`amr_pipeline.recsys.recommend.top_n` for **all** users (blocks of users, scored one
+  cache-sized tile of items at a time; each tile keeps only the items above a per-user
+  threshold, then an exact sort of those candidates);
+- the products alone, the same tiles without the selection, timed on ``--product-users``
+  users and extrapolated to all of them: the floor under top_n;
 - the baseline: per user, the full product ``p_u · V`` and ``np.argsort`` of the catalogue,
   timed on ``--baseline-users`` users and extrapolated to all of them.
 
@@ -24,7 +27,25 @@ import numpy as np
 
 from scale import add_scale_arguments, machine_line
 
+from amr_pipeline.recsys import recommend
 from amr_pipeline.recsys.recommend import top_n
+
+
+def products_alone(users: np.ndarray, items: np.ndarray) -> float:
+    """Seconds for the score products of ``users`` in top_n's blocks and tiles, no selection."""
+    vectors_t = np.ascontiguousarray(items.T)
+    rows = recommend.ROWS
+    width = min(len(items), recommend.TILE_SCORES // rows)
+    tiles = -(-len(items) // width)
+    bounds = [tile * len(items) // tiles for tile in range(tiles + 1)]
+    scores = np.empty(rows * width, np.float32)
+    start = time.perf_counter()
+    for first in range(0, len(users), rows):
+        block = users[first:first + rows]
+        for low, high in zip(bounds, bounds[1:]):
+            np.matmul(block, vectors_t[:, low:high],
+                      out=scores[:len(block) * (high - low)].reshape(len(block), high - low))
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -32,6 +53,7 @@ def main() -> None:
     add_scale_arguments(parser)  # Amazon Women: 83,337 users, 299,555 items, K = 64
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--baseline-users", type=int, default=200)
+    parser.add_argument("--product-users", type=int, default=8960)
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
     print(machine_line())
@@ -45,6 +67,11 @@ def main() -> None:
     result = top_n(users, items, arguments.top_k)
     ours = time.perf_counter() - start
     print(f"top_n, all users: {ours:,.1f} s ({1e6 * ours / arguments.users:,.0f} us per user)")
+
+    sampled = users[:min(arguments.product_users, arguments.users)]
+    per_user = products_alone(sampled, items) / len(sampled)
+    print(f"products alone, {len(sampled):,} users: {1e6 * per_user:,.0f} us per user, "
+          f"{per_user * arguments.users:,.1f} s extrapolated to all users")
 
     sample = rng.choice(arguments.users, arguments.baseline_users, replace=False)
     start = time.perf_counter()

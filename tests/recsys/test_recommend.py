@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from amr_pipeline.recsys import recommend as recommend_module
 from amr_pipeline.recsys.models import FactorModel
 from amr_pipeline.recsys.recommend import SeenItems, placements, recommend, top_n
 
@@ -78,3 +79,60 @@ def test_grouped_thresholds_on_a_larger_catalogue_equal_brute_force(top_k):
     expected = brute_force(users, vectors, pairs, top_k)
     assert list(zip(got.user.tolist(), got.rank.tolist(), got.item.tolist())) == [
         (u, r, i) for u, r, i, _ in expected]
+
+
+def lexsort_ranking(user_factors, vectors, seen_pairs, top_k, users):
+    """``(user, rank, item, score)`` rows by NumPy: each user's unseen items by score
+    (descending) then item id."""
+    scores = user_factors[users] @ vectors.T
+    seen = np.zeros((len(user_factors), len(vectors)), bool)
+    for user, item in seen_pairs:
+        seen[user, item] = True
+    rows = []
+    for user, row in zip(users, scores):
+        unseen = np.flatnonzero(~seen[user])
+        ranked = unseen[np.lexsort((unseen, -row[unseen]))][:top_k]
+        rows += [(user, rank + 1, item, row[item]) for rank, item in enumerate(ranked)]
+    return rows
+
+
+@pytest.mark.parametrize("tile_scores, rows", [(64, 4), (512, 4), (1 << 22, 448)])
+@pytest.mark.parametrize("block_scores", [1, 900, 1 << 24])
+@pytest.mark.parametrize("top_k", [1, 3, 20])
+def test_tiles_with_ties_across_tiles_equal_a_lexsort_ranking(monkeypatch, tile_scores, rows,
+                                                              block_scores, top_k):
+    """Small tiles: thresholds raised tile by tile (equal scores in later tiles), first
+    thresholds from group maxima, seen items, users with fewer unseen items than top_k, a
+    subset of users in any order, a last block of one user."""
+    monkeypatch.setattr(recommend_module, "TILE_SCORES", tile_scores)
+    monkeypatch.setattr(recommend_module, "ROWS", rows)
+    rng = np.random.default_rng(4)
+    users = rng.integers(-2, 3, (50, 2)).astype(np.float32)
+    vectors = rng.integers(-2, 3, (300, 2)).astype(np.float32)  # scores -8 .. 8: ties
+    vectors[150:, 0] = np.repeat(np.arange(-2, 3), 30)  # later items: rising first coordinate
+    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, 50, 3000),
+                                               rng.integers(0, 300, 3000))}
+    pairs |= {(1, i) for i in range(300) if i % 60} | {(2, i) for i in range(300)}
+    pairs = sorted(pairs)
+    seen = SeenItems([u for u, _ in pairs], [i for _, i in pairs])
+    subset = np.concatenate([[1, 2], rng.permutation(np.arange(3, 50))[:35]])
+    got = top_n(users, vectors, top_k, seen, users=subset, block_scores=block_scores)
+    expected = lexsort_ranking(users, vectors, pairs, top_k, subset)
+    assert list(zip(got.user.tolist(), got.rank.tolist(), got.item.tolist())) == [
+        (u, r, i) for u, r, i, _ in expected]
+    np.testing.assert_array_equal(got.score, np.array([s for *_, s in expected], np.float32))
+
+
+@pytest.mark.parametrize("top_k", [1, 20])
+def test_tiles_of_random_scores_equal_a_lexsort_ranking(monkeypatch, top_k):
+    monkeypatch.setattr(recommend_module, "TILE_SCORES", 1000)
+    monkeypatch.setattr(recommend_module, "ROWS", 8)
+    rng = np.random.default_rng(5)
+    users = rng.normal(size=(41, 5)).astype(np.float32)
+    vectors = rng.normal(size=(2000, 5)).astype(np.float32)
+    vectors[1000:] *= np.linspace(0.5, 3, 1000, dtype=np.float32)[:, None]  # rising scores
+    got = top_n(users, vectors, top_k)
+    expected = lexsort_ranking(users, vectors, [], top_k, np.arange(41))
+    assert list(zip(got.user.tolist(), got.rank.tolist(), got.item.tolist())) == [
+        (u, r, i) for u, r, i, _ in expected]
+    np.testing.assert_allclose(got.score, [s for *_, s in expected], rtol=1e-5)

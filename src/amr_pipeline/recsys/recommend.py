@@ -2,12 +2,12 @@
 catalogue, minus the items the user interacted with in the final training data.
 
 Scores are ``p_u · v_i`` with ``v_i = q_i + E c_i`` computed once
-(:meth:`~amr_pipeline.recsys.models.FactorModel.item_vectors`). Users are scored in blocks
-(never a users x items matrix); in each block a threshold ``t`` per row that no top-``k``
-item is below comes from group maxima (see :func:`top_n`), and only the candidates ``>= t`` are
-sorted, by score (descending) and item id (ascending), so ties are broken by item id exactly,
-even at the threshold. NumPy only. ``benchmarks/recommend_speed.py`` times it at Amazon Women
-scale.
+(:meth:`~amr_pipeline.recsys.models.FactorModel.item_vectors`). Users are scored in blocks, one
+cache-sized tile of items at a time (never a users x items matrix); each tile keeps only the
+items above a per-user threshold that no top-``k`` item is below, raised as the tiles go by
+(see :func:`top_n`), and only those candidates are sorted, by score (descending) and item id
+(ascending), so ties are broken by item id exactly, even at the threshold. NumPy only.
+``benchmarks/recommend_speed.py`` times it at Amazon Women scale.
 """
 
 from __future__ import annotations
@@ -20,7 +20,19 @@ from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys.models import FactorModel
 
 BLOCK_SCORES = 1 << 24
-"""Scores held per block of users (64 MiB of float32)."""
+"""Bound on the scores held at once (64 MiB of float32); blocks of ``block_scores // items``
+users."""
+
+TILE_SCORES = 1 << 22
+"""Scores per tile (16 MiB of float32: still in cache when it is scanned)."""
+
+ROWS = 448
+"""Users per block where a block of ``block_scores // items`` users exceeds a tile (more rows
+per product: the tile's item vectors are packed once for more users)."""
+
+GROUPS = 32
+"""The first threshold: the ``k``-th largest maximum of ``GROUPS * k`` groups of the first
+tile's items."""
 
 
 class TopN(NamedTuple):
@@ -65,11 +77,15 @@ def top_n(
     """The ``top_k`` items of each of ``users`` (default: every row of ``user_factors``) by
     ``user_factors[u] · item_vectors[i]``, ``seen`` items left out, ties by item id.
 
-    Per block of users: one matrix product into a reused buffer, then a threshold per row
-    that no top-``k`` item is below: the catalogue is cut into groups of ``g`` items and the
-    ``k``-th largest group maximum is taken (``np.argpartition`` over the group maxima; ``k``
-    groups hold an item at least that high). Only the items at or above it are sorted, by
-    score then item id. ``g = 1`` for small catalogues (the exact ``k``-th score)."""
+    Users in blocks of ``block_scores // items`` (of about :data:`ROWS` where those exceed a
+    tile), each scored one tile of items at a time (at most :data:`TILE_SCORES` scores; a lone
+    user: the whole row), in item order. A tile keeps only the items above a per-user
+    threshold that no top-``k`` item is below: first the ``k``-th largest maximum of
+    ``GROUPS * k`` groups of the first tile (``>=`` it), then, once candidates pile up, the
+    ``k``-th largest candidate so far (``>`` it: a later equal item ranks behind ``k``
+    candidates). The candidates left are sorted by score then item id. A last block of one
+    user, or that fits a tile, stays one product (BLAS rounds those differently), so scores
+    are those of one product per block."""
     top_k = int(top_k)
     if top_k < 1:
         raise ConfigurationError(f"top_k must be a positive integer, got {top_k!r}")
@@ -79,42 +95,108 @@ def top_n(
     users = (np.arange(len(user_factors), dtype=np.int64) if users is None
              else np.asarray(users, np.int64))
     k = min(top_k, n_items)
-    empty = TopN(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                 np.zeros(0, np.float32))
     if k == 0 or not len(users):
-        return empty
-    step = min(len(users), max(1, int(block_scores) // max(n_items, 1)))
-    group = max(1, n_items // (16 * k))
-    whole = n_items - n_items % group  # items in full groups; the rest form one more group
-    buffer = np.empty((step, n_items), np.float32)
-    above = np.empty((step, n_items), bool)
+        return TopN(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                    np.zeros(0, np.float32))
+    step = min(len(users), max(1, int(block_scores) // n_items))
+    buffers = [np.empty(0, np.float32), np.empty(0, bool)]
     parts: list[tuple[np.ndarray, ...]] = []
-    for start in range(0, len(users), step):
-        block_users = users[start:start + step]
-        size = len(block_users)
-        scores = buffer[:size]
-        np.matmul(user_factors[block_users], vectors_t, out=scores)
-        if seen is not None:
-            rows, items = seen.in_block(block_users)
-            scores[rows, items] = -np.inf
-        maxima = scores[:, :whole].reshape(size, -1, group).max(axis=2)
-        if whole < n_items:
-            maxima = np.concatenate([maxima, scores[:, whole:].max(axis=1, keepdims=True)], 1)
-        kth = min(k, maxima.shape[1])
-        threshold = np.partition(maxima, maxima.shape[1] - kth, axis=1)[:, -kth]
-        # no finite threshold (fewer than k unseen items): every unseen item is a candidate
-        threshold = np.maximum(threshold, np.nextafter(np.float32(-np.inf), np.float32(0)))
-        candidates = np.greater_equal(scores, threshold[:, None], out=above[:size])
-        # row-major: item ids ascending within a row (1-d flatnonzero: 2-d nonzero is slow)
-        rows, items = np.divmod(np.flatnonzero(candidates), n_items)
-        values = scores[rows, items]
+    for start, stop in _blocks(len(users), step, n_items):
+        block_users = users[start:stop]
+        pairs = None if seen is None else seen.in_block(block_users)
+        rows, items, values = _candidates(user_factors[block_users], vectors_t, k, pairs,
+                                          buffers)
         order = np.lexsort((items, -values, rows))
         rows, items, values = rows[order], items[order], values[order]
-        first = np.searchsorted(rows, np.arange(size))
+        first = np.searchsorted(rows, np.arange(len(block_users)))
         rank = np.arange(len(rows)) - first[rows]
         keep = rank < k
         parts.append((block_users[rows[keep]], rank[keep] + 1, items[keep], values[keep]))
     return TopN(*(np.concatenate(column) for column in zip(*parts)))
+
+
+def _blocks(total: int, step: int, n_items: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the blocks of users: blocks of ``step``; where those exceed a tile,
+    even groups of at most :data:`ROWS` users (or the fewest that fill a tile, if more), a last
+    block of ``step`` kept apart if it holds one user or fits in a tile."""
+    if step == 1 or step * n_items <= TILE_SCORES:
+        return [(start, min(start + step, total)) for start in range(0, total, step)]
+    last = total - (total - 1) // step * step
+    grouped = total if last > 1 and last * n_items > TILE_SCORES else total - last
+    bounds = [total] if grouped < total else []
+    if grouped:
+        groups = -(-grouped // max(ROWS, -(-TILE_SCORES // n_items)))
+        bounds = [group * grouped // groups for group in range(groups + 1)] + bounds
+    else:
+        bounds = [0] + bounds
+    return list(zip(bounds, bounds[1:]))
+
+
+def _candidates(factors, vectors_t, k, seen_pairs, buffers):
+    """``(rows, items, scores)`` of one block that hold every row's top ``k`` (seen items
+    out): the tiles of items in order, with the thresholds of :func:`top_n`."""
+    size, n_items = len(factors), vectors_t.shape[1]
+    width = n_items if size == 1 else min(n_items, TILE_SCORES // size)
+    n_tiles = -(-n_items // width)
+    bounds = [tile * n_items // n_tiles for tile in range(n_tiles + 1)]
+    if len(buffers[0]) < size * width:
+        buffers[:] = np.empty(size * width, np.float32), np.empty(size * width, bool)
+    if seen_pairs is not None:
+        order = np.argsort(seen_pairs[1], kind="stable")
+        seen_rows, seen_items = seen_pairs[0][order], seen_pairs[1][order]
+        cuts = np.searchsorted(seen_items, bounds)
+    threshold = np.full(size, -np.inf, np.float32)  # candidates are > it: never -inf (seen)
+    rows: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    pooled = 0
+    for tile, (low, high) in enumerate(zip(bounds, bounds[1:])):
+        scores = buffers[0][:size * (high - low)].reshape(size, high - low)
+        np.matmul(factors, vectors_t[:, low:high], out=scores)
+        if seen_pairs is not None:
+            cut = slice(cuts[tile], cuts[tile + 1])
+            scores[seen_rows[cut], seen_items[cut] - low] = -np.inf
+        if tile == 0 and high - low >= k:
+            # the k-th largest maximum of groups j, j + groups, j + 2 groups, ... of the tile
+            groups = min(high - low, GROUPS * k)
+            grouped = (high - low) // groups * groups
+            maxima = scores[:, :grouped].reshape(size, -1, groups).max(axis=1)
+            kth = np.partition(maxima, groups - k, axis=1)[:, groups - k]
+            with np.errstate(over="ignore"):  # >= kth: > the float below it
+                threshold = np.nextafter(kth, np.float32(-np.inf))
+        above = buffers[1][:scores.size]
+        np.greater(scores, threshold[:, None], out=above.reshape(scores.shape))
+        # row-major: item ids ascending within a row (1-d flatnonzero: 2-d nonzero is slow)
+        found = np.flatnonzero(above)
+        row, column = np.divmod(found, high - low)
+        rows.append(row)
+        items.append(column + low)
+        values.append(scores.reshape(-1)[found])
+        pooled += len(found)
+        if high < n_items and pooled >= 2 * k * size:  # raise the thresholds, drop the rest
+            row, item, value = (np.concatenate(column) for column in (rows, items, values))
+            threshold = np.maximum(threshold, _kth_largest(row, value, size, k))
+            keep = value >= threshold[row]
+            rows, items, values = [row[keep]], [item[keep]], [value[keep]]
+            pooled = len(rows[0])
+    return tuple(np.concatenate(column) for column in (rows, items, values))
+
+
+def _kth_largest(rows: np.ndarray, values: np.ndarray, size: int, k: int) -> np.ndarray:
+    """Per row ``0 .. size - 1``, the ``k``-th largest of its ``values`` (float32), ``-inf``
+    for rows with fewer: one sort of ``row << 32 | bits`` keys (float bits mapped to an
+    order-reversing unsigned integer)."""
+    bits = values.view(np.uint32)
+    flip = ((bits >> np.uint32(31)) - np.uint32(1)) & np.uint32(0x7FFFFFFF)
+    keys = np.sort((rows.astype(np.uint64) << np.uint64(32)) | (bits ^ flip))
+    counts = np.bincount(rows, minlength=size)
+    full = counts >= k
+    kth = np.full(size, -np.inf, np.float32)
+    bits = (keys[(np.cumsum(counts) - counts)[full] + k - 1] & np.uint64(0xFFFFFFFF)).astype(
+        np.uint32)
+    kth[full] = (bits ^ (((bits >> np.uint32(31)) - np.uint32(1)) & np.uint32(0x7FFFFFFF))).view(
+        np.float32)
+    return kth
 
 
 def recommend(
