@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from amr_pipeline.pipelines.evaluation.nodes import evaluate_model
-from amr_pipeline.pipelines.training.nodes import train_model
+from amr_pipeline.pipelines.training.nodes import continued_settings, train_model
 from amr_pipeline.item_features import ItemFeatures
 from amr_pipeline.recsys.data import sample_candidates
 
@@ -101,6 +101,30 @@ def test_replicates_chain_replicate_by_replicate_and_the_same_seed_gives_the_sam
     with pytest.raises(Exception, match="replicate 1 of the model this one starts from"):
         train_model(train, users, items, _parameters("vbpr", 0), candidates, features,
                     mf["user_factors"], mf["item_factors"], replicates=2, initial_replicates={})
+
+
+def test_a_continued_run_starts_from_the_given_tables_and_stores_replicate_histories(tables):
+    """Figure 3's runs through the training node: from VBPR's tables (all replicates), epochs
+    and evaluation from the overrides, each replicate's history beside its tables."""
+    train, users, items, candidates, features = tables
+    vbpr = train_model(train, users, items, _parameters("vbpr", 1), candidates, features,
+                       replicates=2)
+    settings = continued_settings({**_parameters("vbpr", 1), "initialise_users": False},
+                                  {"epochs": 2, "eval_every": 1})
+    assert settings["selection_metric"] == "last" and settings["initialise_users"] is True
+    continued = train_model(train, users, items, settings, candidates, features,
+                            vbpr["user_factors"], vbpr["item_factors"],
+                            vbpr["feature_projection"], replicates=2,
+                            initial_replicates=vbpr["replicates"])
+    start = evaluate_model(candidates, items, vbpr["user_factors"], vbpr["item_factors"],
+                           {"cutoffs": [10]}, vbpr["feature_projection"], features)[2]
+    history = continued["history"]
+    assert history["epoch"].tolist() == [0, 1, 2]
+    assert history["hr_at_10"].iloc[0] == pytest.approx(start["hr_at_10"]["value"])
+    replicate = continued["replicates"][1]
+    assert set(replicate) == {"user_factors", "item_factors", "feature_projection",
+                              "training_history"}
+    assert replicate["training_history"]["epoch"].tolist() == [0, 1, 2]
 
 
 def test_final_fit_on_train_and_validation_trains_validation_pairs_never_test_pairs():

@@ -278,6 +278,21 @@ def test_checkpoint_store_writes_atomically(tmp_path):
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.npz"]
 
 
+def test_selection_last_keeps_the_last_epoch_and_records_the_evaluations():
+    """Figure 3's continued runs: evaluated on the way, the last epoch's model returned."""
+    train, candidates, features = planted_data(n_users=40, n_items=200, n_groups=4, n_candidates=50)
+    settings = {"model": "vbpr", "n_factors": 8, "epochs": 4, "eval_every": 2,
+                "learning_rate": 0.1, "early_stopping_patience": 1}
+    last = train_bpr(train, 40, 200, features=features, validation_candidates=candidates,
+                     progress=False, params={**settings, "selection_metric": "last"})
+    assert last.best_epoch == 4 and last.history.epoch.tolist() == [0, 2, 4]
+    assert not last.history.hr_at_10.isna().any()
+    plain = train_bpr(train, 40, 200, features=features, progress=False, params=settings)
+    np.testing.assert_array_equal(last.model.user_factors, plain.model.user_factors)
+    summary = summarise(rank_candidates(last.model, features, candidates), (10,))
+    assert summary["hr_at_10"] == pytest.approx(last.history.hr_at_10.iloc[-1])
+
+
 def test_history_callback_and_best_epoch_selection():
     train, candidates, features = planted_data(n_users=40, n_items=200, n_groups=4, n_candidates=50)
     records = []
