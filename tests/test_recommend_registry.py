@@ -11,7 +11,12 @@ from kedro_mlflow.pipeline.pipeline_ml import PipelineML
 
 from amr_pipeline.hooks import configure_logged_model
 from amr_pipeline.pipeline_registry import register_pipelines
-from amr_pipeline.pipelines.recommend.pipeline import PREDICTIONS, REQUEST, SERVED_TABLES
+from amr_pipeline.pipelines.recommend.pipeline import (
+    PREDICTIONS,
+    REQUEST,
+    SERVED_TABLES,
+    ServingRunner,
+)
 
 PARAMETERS = {"model": "amr", "top_k": 5, "top_users": 3, "exclude_seen": False,
               "unknown_users": "popular", "registered_model_name": "my-recommender"}
@@ -30,6 +35,7 @@ def test_pipelines_that_recommend_are_bound_to_the_inference_pipeline(pipelines,
     assert pipeline.inference.outputs() == {PREDICTIONS}
     assert set(SERVED_TABLES) <= pipeline.all_outputs()
     assert "recommendations" in pipeline.all_outputs()
+    assert isinstance(pipeline.kpm_kwargs["runner"], ServingRunner)
 
 
 def test_the_hook_sets_signature_and_registered_name_from_the_parameters(pipelines):

@@ -7,8 +7,8 @@ all of them in ``__default__``) and :func:`nodes.prepare_recommender` picks one;
 are small (users x K, items x K), and a choice the pipeline cannot serve is an error naming
 the ones it can.
 
-:func:`recommend_pipeline_ml` binds a training pipeline to :func:`inference_pipeline` as
-kedro-mlflow's ``pipeline_ml_factory`` does: at the end of the run kedro-mlflow logs the inference
+:func:`recommend_pipeline_ml` binds a training pipeline to :func:`inference_pipeline` with
+kedro-mlflow's ``pipeline_ml_factory``: at the end of the run kedro-mlflow logs the inference
 pipeline as an MLflow model, with the served tables (``recommend.user_vectors``,
 ``recommend.item_vectors``, ``recommend.seen_items``) as its artifacts. The project hook
 (:class:`amr_pipeline.hooks.MlflowRunHooks`) completes the logging arguments from the run's
@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
+from kedro_mlflow.pipeline import pipeline_ml_factory
 from kedro_mlflow.pipeline.pipeline_ml import PipelineML
 
 from amr_pipeline.log_levels import logger_level
@@ -92,23 +93,30 @@ class FilterablePipelineML(PipelineML):
     (the inference inputs would be free), which would make those runs fail before they start.
     """
 
+    @classmethod
+    def binding(cls, bound: PipelineML, nodes=None) -> FilterablePipelineML:
+        """``bound``'s binding (inference pipeline, input name, kedro-mlflow arguments) over
+        ``nodes`` (default: ``bound``'s)."""
+        return cls(nodes=bound.nodes if nodes is None else nodes, inference=bound.inference,
+                   input_name=bound.input_name, kpm_kwargs=bound.kpm_kwargs,
+                   log_model_kwargs=bound.log_model_kwargs)
+
     def _turn_pipeline_to_ml(self, pipeline: Pipeline):
         if not set(SERVED_TABLES) <= pipeline.all_outputs():
             return Pipeline(pipeline.nodes)
-        return FilterablePipelineML(nodes=pipeline.nodes, inference=self.inference,
-                                    input_name=self.input_name, kpm_kwargs=self.kpm_kwargs,
-                                    log_model_kwargs=self.log_model_kwargs)
+        return self.binding(self, pipeline.nodes)
 
 
 def recommend_pipeline_ml(training: Pipeline) -> PipelineML:
-    """``training`` (which must write the served tables) bound to :func:`inference_pipeline`,
-    as kedro-mlflow's ``pipeline_ml_factory`` binds them (the same arguments, the
-    :class:`FilterablePipelineML` subclass): kedro-mlflow logs the model when a run of it
-    ends. Build it last: ``+`` turns a ``PipelineML`` back into a plain ``Pipeline``
-    (kedro-mlflow issue 690)."""
-    return FilterablePipelineML(nodes=training.nodes, inference=inference_pipeline(),
+    """``training`` (which must write the served tables) bound to :func:`inference_pipeline`
+    by kedro-mlflow's ``pipeline_ml_factory``, the model run by :class:`ServingRunner`, as a
+    :class:`FilterablePipelineML`: kedro-mlflow logs the model when a run of it ends. Build it
+    last: ``+`` turns a ``PipelineML`` back into a plain ``Pipeline`` (kedro-mlflow issue
+    690)."""
+    bound = pipeline_ml_factory(training=training, inference=inference_pipeline(),
                                 input_name=REQUEST, kpm_kwargs={"runner": ServingRunner()},
                                 log_model_kwargs={"name": MODEL_NAME})
+    return FilterablePipelineML.binding(bound)
 
 
 def request_parameters(parameters: dict) -> dict:
