@@ -8,6 +8,9 @@ Example catalog entries::
     image_downloads_previous:
       type: amr_pipeline.datasets.images.OptionalParquetDataset
       filepath: data/02_intermediate/pinterest/image_downloads.parquet
+    new_image_urls:
+      type: amr_pipeline.datasets.images.OptionalCSVDataset
+      filepath: data/01_raw/pinterest/new_image_urls.csv
 """
 
 from __future__ import annotations
@@ -51,7 +54,11 @@ class OptionalParquetDataset(AbstractDataset[None, pd.DataFrame | None]):
         self.metadata = metadata
 
     def load(self) -> pd.DataFrame | None:
-        return pd.read_parquet(self._filepath) if self._filepath.is_file() else None
+        return self._read(self._filepath) if self._filepath.is_file() else None
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame:
+        return pd.read_parquet(path)
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"{type(self).__name__} is read-only in the catalog.")
@@ -61,3 +68,18 @@ class OptionalParquetDataset(AbstractDataset[None, pd.DataFrame | None]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+
+class OptionalCSVDataset(OptionalParquetDataset):
+    """A CSV file you may write (None when absent), every column read as text: the list of new
+    image URLs. Read-only."""
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame:
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        except (pd.errors.ParserError, UnicodeDecodeError) as error:
+            raise DatasetError(f"{path}: not a readable CSV ({error}); write a header line "
+                               "`url` (and optionally `image`) and one row per image") from error
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame({"url": pd.Series(dtype=str)})

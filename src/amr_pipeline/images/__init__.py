@@ -8,6 +8,7 @@ from amr_pipeline.images.download import (
     download_images,
     status_counts,
 )
+from amr_pipeline.images.url_list import url_list_items
 
 __all__ = [
     "FAILED_STATUSES",
@@ -16,4 +17,5 @@ __all__ = [
     "DownloadSettings",
     "download_images",
     "status_counts",
+    "url_list_items",
 ]

@@ -22,6 +22,9 @@ PILLOW_MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3
 """Pillow's default ``Image.MAX_IMAGE_PIXELS`` (89,478,485), as in ``conf/base``."""
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+"""File name suffixes taken for images where a folder is listed (new item images)."""
+
 @dataclass(frozen=True)
 class ImageFolder:
     """A folder of item images addressed by file name relative to ``root``; opened on demand.

@@ -17,13 +17,16 @@ import numpy as np
 
 from amr_pipeline.vision import quantization
 from amr_pipeline.vision.feature_cache import FeatureCache
-from amr_pipeline.vision.images import ImageFolder, check_max_image_pixels, load_image
+from amr_pipeline.vision.images import (
+    IMAGE_SUFFIXES,
+    ImageFolder,
+    check_max_image_pixels,
+    load_image,
+)
 from amr_pipeline.vision.network import weights_identity
 from amr_pipeline.vision.resnet import Extractor, build_extractor, check_mode
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def image_names(folder: ImageFolder | None) -> list[str]:

@@ -157,6 +157,36 @@ def predict(request: pd.DataFrame, user_vectors: pd.DataFrame, item_vectors: pd.
                          "scores": [scores for _, scores in chosen]})
 
 
+def download_new_images(urls: pd.DataFrame | None, folder, previous: pd.DataFrame | None,
+                        parameters: dict) -> pd.DataFrame:
+    """The new item images listed by URL (``new_image_urls``: ``url``, optional ``image``)
+    fetched into the new-images folder by the image downloader, with all its checks
+    (``images`` parameters: timeouts, size and pixel limits, no private addresses unless
+    allowed); returns the status table, merged with the previous run's. No list: nothing is
+    fetched (the folder's own images are still ranked)."""
+    from amr_pipeline.images import (
+        STATUS_COLUMNS,
+        DownloadSettings,
+        download_images,
+        status_counts,
+        url_list_items,
+    )
+
+    if urls is None or urls.empty:
+        return previous if previous is not None else pd.DataFrame(columns=list(STATUS_COLUMNS))
+    items = url_list_items(urls, "new_image_urls")
+    table = download_images(items, folder, DownloadSettings.from_parameters(parameters),
+                            previous=previous)
+    counts = status_counts(table)
+    failed = len(table) - counts["ok"] - counts["exists"]
+    if failed:
+        logger.warning("New images: %d of %d URLs gave no image (%s); see "
+                       "new_image_downloads.parquet", failed, len(table),
+                       ", ".join(f"{status} {count}" for status, count in counts.items()
+                                 if count and status not in ("ok", "exists")))
+    return table
+
+
 def _empty_new_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     ranked = pd.DataFrame({"image": pd.Series(dtype="str"), "rank": pd.Series(dtype="int64"),
                            "user_raw_id": pd.Series(dtype="str"),
@@ -169,14 +199,21 @@ def _empty_new_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def rank_new_images(new_images, feature_cache, projection: pd.DataFrame,
                     user_vectors: pd.DataFrame, recommendations: pd.DataFrame,
-                    feature_parameters: dict, parameters: dict):
-    """New item images scored for every user with ``q_i = 0`` (as cold items are), their
-    features from the network and the ``feature_scale`` the model was trained with: the top
-    ``top_users`` users per image, and where each image would enter each user's top-N (only
-    the users for whom it enters). Empty frames when there is no new image."""
+                    feature_parameters: dict, parameters: dict,
+                    downloads: pd.DataFrame | None = None):
+    """New item images (the folder's, those of ``new_image_urls`` included once
+    ``downloads``, their status table, is written) scored for every user with ``q_i = 0`` (as
+    cold items are), their features from the network and the ``feature_scale`` the model was
+    trained with: the top ``top_users`` users per image, and where each image would enter each
+    user's top-N (only the users for whom it enters). Empty frames when there is no new
+    image."""
     from amr_pipeline.vision.new_images import extract_new_features, image_names
 
     names = image_names(new_images)
+    if downloads is not None and len(downloads):
+        fetched = set(downloads.loc[downloads["status"].isin(["ok", "exists"]), "image"])
+        logger.info("New images: %d in %s, %d of them fetched from new_image_urls", len(names),
+                    new_images.root, len(fetched & set(names)))
     if not names:
         return _empty_new_frames()
     if not len(projection) or FEATURE_SCALE_COLUMN not in projection:

@@ -29,7 +29,14 @@ from kedro_mlflow.pipeline.pipeline_ml import PipelineML
 from amr_pipeline.log_levels import logger_level
 from amr_pipeline.models_table import BY_NAME, FACTOR_TABLES
 
-from .nodes import predict, prepare_recommender, rank_new_images, recommend_all, table_key
+from .nodes import (
+    download_new_images,
+    predict,
+    prepare_recommender,
+    rank_new_images,
+    recommend_all,
+    table_key,
+)
 
 REQUEST = "recommend.request"
 PREDICTIONS = "recommend.predictions"
@@ -41,7 +48,7 @@ MODEL_NAME = "recommender"
 
 def create_pipeline(models: Iterable[str] = ("mf_bpr", "vbpr", "amr")) -> Pipeline:
     """Serve ``recommend.model``, one of ``models``: its tables, every user's top-N, new
-    images ranked."""
+    images (a folder, and a URL list fetched into it) ranked."""
     inputs = {"users": "users", "items": "final_items", "train": "final_train",
               "item_features": "item_features", "parameters": "params:recommend"}
     for name in models:
@@ -53,10 +60,14 @@ def create_pipeline(models: Iterable[str] = ("mf_bpr", "vbpr", "amr")) -> Pipeli
                  [*SERVED_TABLES, "recommend.projection"], name="prepare_recommender"),
             Node(recommend_all, [*SERVED_TABLES, "params:recommend"], "recommendations",
                  name="recommend_all_users"),
+            Node(download_new_images,
+                 ["new_image_urls", "new_image_download_folder", "new_image_downloads_previous",
+                  "params:images"],
+                 "new_image_downloads", name="download_new_images"),
             Node(rank_new_images,
                  ["new_images", "feature_cache", "recommend.projection",
                   "recommend.user_vectors", "recommendations", "params:features",
-                  "params:recommend"],
+                  "params:recommend", "new_image_downloads"],
                  ["new_item_recommendations", "new_item_placements"], name="rank_new_images"),
         ],
         tags="recommend",
