@@ -87,6 +87,49 @@ def test_unknown_users_are_named_in_the_error(model):
     assert len(popular["item_raw_ids"][0]) == 20
 
 
+FRESH_ENVIRONMENT = """
+import sys
+from pathlib import Path
+
+# as where the project is not installed: no path entry that holds amr_pipeline
+sys.path[:] = [entry for entry in sys.path if not (Path(entry or ".") / "amr_pipeline").is_dir()]
+try:
+    import amr_pipeline  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("amr_pipeline is importable before the model loads")
+import mlflow
+import pandas as pd
+
+model = mlflow.pyfunc.load_model("models:/amr-recommender/latest")
+import amr_pipeline
+
+print("LOCATION", amr_pipeline.__file__)
+print("ITEMS", *model.predict(pd.DataFrame({"user_raw_id": [sys.argv[1]]}))["item_raw_ids"][0])
+"""
+
+
+def test_the_model_carries_the_project_and_loads_where_it_is_not_installed(project,
+                                                                            recommendations,
+                                                                            tmp_path):
+    user = recommendations["user_raw_id"].iloc[0]
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-c", FRESH_ENVIRONMENT, user], cwd=tmp_path,
+                          env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    printed = {line.split(" ", 1)[0]: line.split(" ", 1)[1]
+               for line in done.stdout.splitlines() if line.startswith(("LOCATION ", "ITEMS "))}
+    assert "/code/amr_pipeline/" in printed["LOCATION"], printed
+    expected = recommendations[recommendations["user_raw_id"] == user]["item_raw_id"].tolist()
+    assert printed["ITEMS"].split() == expected
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    requirements = Path(mlflow.artifacts.download_artifacts(
+        f"{MODEL_URI}/requirements.txt", dst_path=str(tmp_path))).read_text()
+    assert "kedro-mlflow==" in requirements and "amr-pipeline" not in requirements
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
@@ -44,6 +45,21 @@ SERVED_TABLES = ("recommend.user_vectors", "recommend.item_vectors", "recommend.
 REQUEST_PARAMETERS = ("top_k", "exclude_seen", "unknown_users")
 MODEL_NAME = "recommender"
 """The MLflow model's name in its run (``runs:/<run id>/recommender``)."""
+INFERENCE_PACKAGES = ("kedro", "kedro-datasets", "kedro-mlflow", "mlflow", "numpy", "pandas",
+                      "pyarrow")
+"""What the served model imports besides this project, pinned to the installed versions."""
+
+
+def model_environment() -> dict:
+    """``code_paths`` (this package, copied into the model, so it loads where the project is
+    not installed) and ``pip_requirements`` (:data:`INFERENCE_PACKAGES` at this environment's
+    versions) for ``mlflow.pyfunc.log_model``."""
+    from importlib.metadata import version
+
+    import amr_pipeline
+
+    return {"code_paths": [str(Path(amr_pipeline.__file__).parent)],
+            "pip_requirements": [f"{name}=={version(name)}" for name in INFERENCE_PACKAGES]}
 
 
 def create_pipeline(models: Iterable[str] = ("mf_bpr", "vbpr", "amr")) -> Pipeline:
@@ -126,7 +142,7 @@ def recommend_pipeline_ml(training: Pipeline) -> PipelineML:
     690)."""
     bound = pipeline_ml_factory(training=training, inference=inference_pipeline(),
                                 input_name=REQUEST, kpm_kwargs={"runner": ServingRunner()},
-                                log_model_kwargs={"name": MODEL_NAME})
+                                log_model_kwargs={"name": MODEL_NAME, **model_environment()})
     return FilterablePipelineML.binding(bound)
 
 
