@@ -5,7 +5,9 @@ vectors ``q_i + E c_i`` precomputed, as the recommend pipeline stores them), no 
 
 - :func:`amr_pipeline.recsys.recommend.top_n` for **all** users (blocks of users, scored one
   cache-sized tile of items at a time; each tile keeps only the items above a per-user
-  threshold, then an exact sort of those candidates);
+  threshold, then an exact sort of those candidates), with one worker (BLAS threads as they
+  are) and with ``--workers`` threads (default: all cores; BLAS at one thread), checked to
+  give the same arrays bit for bit;
 - the products alone, the same tiles without the selection, timed on ``--product-users``
   users and extrapolated to all of them: the floor under top_n;
 - the baseline: per user, the full product ``p_u · V`` and ``np.argsort`` of the catalogue,
@@ -28,7 +30,7 @@ import numpy as np
 from scale import add_scale_arguments, machine_line
 
 from amr_pipeline.recsys import recommend
-from amr_pipeline.recsys.recommend import top_n
+from amr_pipeline.recsys.recommend import default_workers, top_n
 
 
 def products_alone(users: np.ndarray, items: np.ndarray) -> float:
@@ -48,6 +50,10 @@ def products_alone(users: np.ndarray, items: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
+def count(workers: int) -> str:
+    return f"{workers} worker{'s' if workers > 1 else ''}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_scale_arguments(parser)  # Amazon Women: 83,337 users, 299,555 items, K = 64
@@ -55,6 +61,8 @@ def main() -> None:
     parser.add_argument("--baseline-users", type=int, default=200)
     parser.add_argument("--product-users", type=int, default=8960)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="top_n's threads for the second all-users run (default: all cores)")
     arguments = parser.parse_args()
     print(machine_line())
     rng = np.random.default_rng(arguments.seed)
@@ -63,10 +71,20 @@ def main() -> None:
     print(f"{arguments.users:,} users x {arguments.items:,} items, K = {arguments.factors}, "
           f"top {arguments.top_k}; {os.cpu_count()} CPUs")
 
-    start = time.perf_counter()
-    result = top_n(users, items, arguments.top_k)
-    ours = time.perf_counter() - start
-    print(f"top_n, all users: {ours:,.1f} s ({1e6 * ours / arguments.users:,.0f} us per user)")
+    timings = {}
+    for workers in dict.fromkeys((1, arguments.workers)):
+        start = time.perf_counter()
+        result = top_n(users, items, arguments.top_k, workers=workers)
+        timings[workers] = time.perf_counter() - start
+        print(f"top_n, all users, {count(workers)}: {timings[workers]:,.1f} s "
+              f"({1e6 * timings[workers] / arguments.users:,.0f} us per user)")
+        if workers == 1:
+            single = result
+    if arguments.workers != 1:
+        identical = all(a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+                        for a, b in zip(single, result))
+        print(f"1 and {count(arguments.workers)}: {'identical' if identical else 'DIFFERENT'} "
+              "arrays (user, rank, item, score bits)")
 
     sampled = users[:min(arguments.product_users, arguments.users)]
     per_user = products_alone(sampled, items) / len(sampled)
@@ -83,7 +101,8 @@ def main() -> None:
     baseline = per_user * arguments.users
     print(f"baseline (product + argsort per user), {len(sample)} users: "
           f"{1e6 * per_user:,.0f} us per user, {baseline:,.1f} s extrapolated to all users")
-    print(f"speed-up: {baseline / ours:,.1f}x")
+    print("speed-up: " + ", ".join(f"{baseline / seconds:,.1f}x ({count(workers)})"
+                                   for workers, seconds in reversed(timings.items())))
     got = result.item.reshape(arguments.users, -1)[sample]
     agree = np.mean([np.array_equal(a, b) for a, b in zip(got, lists)])
     print(f"identical top-{arguments.top_k} lists on the sampled users: {agree:.1%}")

@@ -66,6 +66,37 @@ def test_every_user_gets_the_brute_force_top_n_without_training_items(stored):
         assert rows["cold"].tolist() == [i >= 50 for i in ranked]
 
 
+def test_recommend_workers_give_the_same_frame(stored, monkeypatch):
+    """``recommend.workers`` (null: all cores) changes nothing in the recommendations."""
+    from amr_pipeline.recsys import recommend as recommend_module
+
+    monkeypatch.setattr(recommend_module, "TILE_SCORES", 64)  # blocks of 4 users
+    monkeypatch.setattr(recommend_module, "ROWS", 4)
+    _, _, _, (user_vectors, item_vectors, seen, _) = stored
+    one = recommend_all(user_vectors, item_vectors, seen, {**PARAMETERS, "workers": 1})
+    for workers in (2, None):
+        pd.testing.assert_frame_equal(
+            recommend_all(user_vectors, item_vectors, seen, {**PARAMETERS, "workers": workers}),
+            one, check_exact=True)
+    with pytest.raises(ConfigurationError, match="workers"):
+        recommend_all(user_vectors, item_vectors, seen, {**PARAMETERS, "workers": 0})
+
+
+def test_predict_for_a_few_users_starts_no_threads(stored, monkeypatch):
+    """A handful of users is one block: the served model leaves BLAS and threads alone."""
+    from amr_pipeline.recsys import recommend as recommend_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("no thread pool expected")
+
+    monkeypatch.setattr(recommend_module, "ThreadPoolExecutor", refuse)
+    monkeypatch.setattr(recommend_module, "threadpool_limits", refuse)
+    _, _, _, (user_vectors, item_vectors, seen, _) = stored
+    answer = predict(pd.DataFrame({"user_raw_id": ["u3", "u1", "u7"]}), user_vectors,
+                     item_vectors, seen, 5, True)
+    assert [len(items) for items in answer["item_raw_ids"]] == [5, 5, 5]
+
+
 def test_predict_gives_the_same_lists_and_takes_request_parameters(stored):
     _, _, _, (user_vectors, item_vectors, seen, _) = stored
     recommendations = recommend_all(user_vectors, item_vectors, seen, PARAMETERS)

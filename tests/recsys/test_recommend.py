@@ -1,10 +1,15 @@
-"""Top-N against a brute-force NumPy ranking (ties by item id, seen items left out)."""
+"""Top-N against a brute-force NumPy ranking (ties by item id, seen items left out), and the
+same arrays, bit for bit, for any number of worker threads."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
 
+from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys import recommend as recommend_module
 from amr_pipeline.recsys.models import FactorModel
 from amr_pipeline.recsys.recommend import SeenItems, placements, recommend, top_n
@@ -136,3 +141,113 @@ def test_tiles_of_random_scores_equal_a_lexsort_ranking(monkeypatch, top_k):
     assert list(zip(got.user.tolist(), got.rank.tolist(), got.item.tolist())) == [
         (u, r, i) for u, r, i, _ in expected]
     np.testing.assert_allclose(got.score, [s for *_, s in expected], rtol=1e-5)
+
+
+def same_arrays(left, right):
+    """The four arrays equal in dtype and value, scores bit for bit."""
+    for name in ("user", "rank", "item", "score"):
+        a, b = getattr(left, name), getattr(right, name)
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8), err_msg=name)
+
+
+@pytest.mark.parametrize("tile_scores, rows, block_scores", [
+    (64, 4, 1 << 24), (512, 4, 900), (1000, 8, 1), (1 << 22, 448, 900)])
+@pytest.mark.parametrize("top_k", [1, 3, 20])
+def test_workers_give_the_same_arrays_as_one_thread(monkeypatch, tile_scores, rows,
+                                                    block_scores, top_k):
+    """Many blocks (small tiles and blocks, lone users): 2 and 3 workers give the arrays of 1,
+    bit for bit, with seen items, a subset of users in any order, ties and random scores."""
+    monkeypatch.setattr(recommend_module, "TILE_SCORES", tile_scores)
+    monkeypatch.setattr(recommend_module, "ROWS", rows)
+    rng = np.random.default_rng(6)
+    for users, vectors in [
+            (rng.integers(-2, 3, (61, 2)).astype(np.float32),  # ties
+             rng.integers(-2, 3, (300, 2)).astype(np.float32)),
+            (rng.standard_normal((61, 16), np.float32),  # rounding
+             rng.standard_normal((300, 16), np.float32))]:
+        pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, 61, 3000),
+                                                   rng.integers(0, 300, 3000))}
+        pairs |= {(2, i) for i in range(300)}  # no unseen item
+        seen = SeenItems([u for u, _ in pairs], [i for _, i in pairs])
+        subset = np.concatenate([[2], rng.permutation(np.arange(61))[:45]])
+        one = top_n(users, vectors, top_k, seen, users=subset, block_scores=block_scores,
+                    workers=1)
+        assert len(recommend_module._blocks(len(subset), max(1, min(
+            len(subset), block_scores // 300)), 300)) > 3
+        for workers in (2, 3):
+            same_arrays(top_n(users, vectors, top_k, seen, users=subset,
+                              block_scores=block_scores, workers=workers), one)
+        same_arrays(top_n(users, vectors, top_k, seen, users=subset,
+                          block_scores=block_scores), one)  # default: all cores
+
+
+def test_a_last_block_of_one_user_keeps_its_blas_rounding():
+    """A lone user's product is a matrix-vector one, rounded differently by OpenBLAS with
+    fewer threads: with workers it still runs with BLAS as it is, so its whole row of scores
+    is that of one worker."""
+    rng = np.random.default_rng(7)
+    users = rng.standard_normal((5, 64), np.float32)
+    vectors = rng.standard_normal((100_003, 64), np.float32)  # 2 BLAS threads: odd tails
+    one = top_n(users, vectors, 100_003, block_scores=200_006, workers=1)  # blocks 2, 2, 1
+    same_arrays(top_n(users, vectors, 100_003, block_scores=200_006, workers=2), one)
+
+
+def test_workers_run_blocks_in_threads_with_blas_at_one_thread(monkeypatch):
+    """At most ``workers`` blocks at a time, each thread with its own buffers, BLAS at one
+    thread while they run and as it was afterwards."""
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(recommend_module, "TILE_SCORES", 512)
+    monkeypatch.setattr(recommend_module, "ROWS", 4)
+    candidates, lock, seen_buffers = recommend_module._candidates, threading.Lock(), {}
+    state = {"running": 0, "most": 0, "blas": set()}
+
+    def counted(factors, vectors_t, k, pairs, buffers):
+        with lock:
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+            name = threading.current_thread().name
+            assert seen_buffers.setdefault(name, id(buffers)) == id(buffers)
+            if len(state["blas"]) < 1:
+                state["blas"] |= {pool["num_threads"] for pool in threadpool_info()
+                                  if pool["user_api"] == "blas"}
+        try:
+            time.sleep(0.002)
+            return candidates(factors, vectors_t, k, pairs, buffers)
+        finally:
+            with lock:
+                state["running"] -= 1
+
+    monkeypatch.setattr(recommend_module, "_candidates", counted)
+    before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    rng = np.random.default_rng(8)
+    users = rng.standard_normal((60, 8), np.float32)
+    vectors = rng.standard_normal((200, 8), np.float32)
+    top_n(users, vectors, 5, workers=2)
+    assert state["most"] <= 2
+    assert all(name.startswith("top-n") for name in seen_buffers), seen_buffers
+    assert len(set(seen_buffers.values())) == len(seen_buffers)  # a buffer list per thread
+    assert state["blas"] <= {1}
+    assert [pool["num_threads"] for pool in threadpool_info()
+            if pool["user_api"] == "blas"] == before
+
+
+def test_one_worker_or_one_block_starts_no_threads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("no thread pool expected")
+
+    monkeypatch.setattr(recommend_module, "ThreadPoolExecutor", refuse)
+    monkeypatch.setattr(recommend_module, "threadpool_limits", refuse)
+    rng = np.random.default_rng(9)
+    users = rng.standard_normal((30, 4), np.float32)
+    vectors = rng.standard_normal((50, 4), np.float32)
+    many = top_n(users, vectors, 3, block_scores=100, workers=1)  # 15 blocks
+    same_arrays(top_n(users, vectors, 3, workers=4), many)  # one block
+    same_arrays(top_n(users, vectors, 3, block_scores=1, workers=4), many)  # lone users
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_workers_must_be_a_positive_integer(workers):
+    with pytest.raises(ConfigurationError, match="workers"):
+        top_n(np.ones((2, 1), np.float32), np.ones((3, 1), np.float32), 1, workers=workers)

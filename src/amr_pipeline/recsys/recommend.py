@@ -6,15 +6,23 @@ Scores are ``p_u · v_i`` with ``v_i = q_i + E c_i`` computed once
 cache-sized tile of items at a time (never a users x items matrix); each tile keeps only the
 items above a per-user threshold that no top-``k`` item is below, raised as the tiles go by
 (see :func:`top_n`), and only those candidates are sorted, by score (descending) and item id
-(ascending), so ties are broken by item id exactly, even at the threshold. NumPy only.
-``benchmarks/recommend_speed.py`` times it at Amazon Women scale.
+(ascending), so ties are broken by item id exactly, even at the threshold. Blocks go to a
+pool of worker threads (all cores by default), each scoring and selecting its own blocks with
+BLAS at one thread (``threadpoolctl``; NumPy releases the GIL in the products and most of the
+selection); the results are the same, bit for bit, as one thread's. NumPy and threadpoolctl
+only. ``benchmarks/recommend_speed.py`` times it at Amazon Women scale.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from itertools import islice
 from typing import NamedTuple
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.recsys.models import FactorModel
@@ -66,6 +74,14 @@ class SeenItems:
         return rows, self.items[np.repeat(low, counts) + offsets]
 
 
+def default_workers() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def top_n(
     user_factors: np.ndarray,
     item_vectors: np.ndarray,
@@ -73,6 +89,7 @@ def top_n(
     seen: SeenItems | None = None,
     users: np.ndarray | None = None,
     block_scores: int = BLOCK_SCORES,
+    workers: int | None = None,
 ) -> TopN:
     """The ``top_k`` items of each of ``users`` (default: every row of ``user_factors``) by
     ``user_factors[u] · item_vectors[i]``, ``seen`` items left out, ties by item id.
@@ -85,10 +102,23 @@ def top_n(
     ``k``-th largest candidate so far (``>`` it: a later equal item ranks behind ``k``
     candidates). The candidates left are sorted by score then item id. A last block of one
     user, or that fits a tile, stays one product (BLAS rounds those differently), so scores
-    are those of one product per block."""
+    are those of one product per block.
+
+    ``workers`` threads (default :func:`default_workers`; at most one per block of several
+    users) each take the next such block, with their own buffers, at most ``workers`` blocks
+    at a time, BLAS held at one thread meanwhile (``threadpoolctl``; the setting is
+    process-wide: do not run such calls side by side). Matrix-vector products (blocks of one
+    user; a catalogue of one item), which OpenBLAS rounds differently with another thread
+    count, then run in the calling thread, BLAS as it is. Results are joined in block order:
+    the output is the same, bit for bit, for any ``workers``. One worker, or at most one block
+    of several users: no thread pool, BLAS left as it is."""
     top_k = int(top_k)
     if top_k < 1:
         raise ConfigurationError(f"top_k must be a positive integer, got {top_k!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(
+            workers, (int, np.integer)) or workers < 1):
+        raise ConfigurationError(f"workers must be a positive integer or None (all cores), "
+                                 f"got {workers!r}")
     user_factors = np.asarray(user_factors, np.float32)
     vectors_t = np.ascontiguousarray(np.asarray(item_vectors, np.float32).T)
     n_items = vectors_t.shape[1]
@@ -99,20 +129,54 @@ def top_n(
         return TopN(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
                     np.zeros(0, np.float32))
     step = min(len(users), max(1, int(block_scores) // n_items))
-    buffers = [np.empty(0, np.float32), np.empty(0, bool)]
-    parts: list[tuple[np.ndarray, ...]] = []
-    for start, stop in _blocks(len(users), step, n_items):
+    blocks = _blocks(len(users), step, n_items)
+    workers = default_workers() if workers is None else int(workers)
+    local = threading.local()  # each thread's buffers, reused across its blocks
+
+    def block_top(start: int, stop: int) -> tuple[np.ndarray, ...]:
+        if not hasattr(local, "buffers"):
+            local.buffers = [np.empty(0, np.float32), np.empty(0, bool)]
         block_users = users[start:stop]
         pairs = None if seen is None else seen.in_block(block_users)
         rows, items, values = _candidates(user_factors[block_users], vectors_t, k, pairs,
-                                          buffers)
+                                          local.buffers)
         order = np.lexsort((items, -values, rows))
         rows, items, values = rows[order], items[order], values[order]
         first = np.searchsorted(rows, np.arange(len(block_users)))
         rank = np.arange(len(rows)) - first[rows]
         keep = rank < k
-        parts.append((block_users[rows[keep]], rank[keep] + 1, items[keep], values[keep]))
+        return block_users[rows[keep]], rank[keep] + 1, items[keep], values[keep]
+
+    # products of one user (or of one item) are matrix-vector ones, which OpenBLAS rounds
+    # differently with other thread counts: those blocks run in this thread, BLAS as it is
+    pooled = [index for index, (start, stop) in enumerate(blocks)
+              if stop - start > 1 and n_items > 1]
+    workers = min(workers, len(pooled))
+    parts: list = [None] * len(blocks)
+    if workers > 1:
+        threaded = _in_threads(block_top, [blocks[index] for index in pooled], workers)
+        for index, part in zip(pooled, threaded):
+            parts[index] = part
+    parts = [block_top(*bounds) if part is None else part for part, bounds in zip(parts, blocks)]
     return TopN(*(np.concatenate(column) for column in zip(*parts)))
+
+
+def _in_threads(block_top, blocks: list[tuple[int, int]], workers: int) -> list:
+    """``block_top(start, stop)`` of every block, in block order, by ``workers`` threads with
+    BLAS at one thread: a block is submitted only when one of the ``workers`` running ends."""
+    parts: list = [None] * len(blocks)
+    pending = iter(enumerate(blocks))
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(
+            workers, thread_name_prefix="top-n") as pool:
+        running = {pool.submit(block_top, *bounds): index
+                   for index, bounds in islice(pending, workers)}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                parts[running.pop(future)] = future.result()
+                for index, bounds in islice(pending, 1):
+                    running[pool.submit(block_top, *bounds)] = index
+    return parts
 
 
 def _blocks(total: int, step: int, n_items: int) -> list[tuple[int, int]]:
@@ -206,11 +270,12 @@ def recommend(
     seen: SeenItems | None = None,
     users: np.ndarray | None = None,
     item_vectors: np.ndarray | None = None,
+    workers: int | None = None,
 ) -> TopN:
     """:func:`top_n` for a :class:`FactorModel` (its ``q_i + E c_i`` from ``features``, or
     the precomputed ``item_vectors``)."""
     vectors = model.item_vectors(features) if item_vectors is None else item_vectors
-    return top_n(model.user_factors, vectors, top_k, seen, users)
+    return top_n(model.user_factors, vectors, top_k, seen, users, workers=workers)
 
 
 def new_item_vectors(model: FactorModel, features: np.ndarray) -> np.ndarray:

@@ -94,19 +94,21 @@ def prepare_recommender(users: pd.DataFrame, items: pd.DataFrame, train: pd.Data
     return user_vectors, item_vectors, seen.reset_index(drop=True), projection
 
 
-def _top(user_vectors, item_vectors, seen_items, top_k, exclude_seen, rows):
+def _top(user_vectors, item_vectors, seen_items, top_k, exclude_seen, rows, workers=None):
     seen = (SeenItems(seen_items["user_id"].to_numpy(), seen_items["item_id"].to_numpy())
             if exclude_seen else None)
-    return top_n(_factors(user_vectors), _factors(item_vectors), int(top_k), seen, rows)
+    return top_n(_factors(user_vectors), _factors(item_vectors), int(top_k), seen, rows,
+                 workers=workers)
 
 
 def recommend_all(user_vectors: pd.DataFrame, item_vectors: pd.DataFrame,
                   seen_items: pd.DataFrame, parameters: dict) -> pd.DataFrame:
     """Every user's top ``top_k``: ``user_raw_id``, ``rank`` (1 = best), ``item_raw_id``,
-    ``score``, ``cold`` (the item was never in training, scored from its image only)."""
+    ``score``, ``cold`` (the item was never in training, scored from its image only), by
+    ``workers`` threads (default: all cores)."""
     _check(parameters, len(item_vectors))
     result = _top(user_vectors, item_vectors, seen_items, parameters["top_k"],
-                  parameters.get("exclude_seen", True), None)
+                  parameters.get("exclude_seen", True), None, parameters.get("workers"))
     return pd.DataFrame({
         "user_raw_id": user_vectors["user_raw_id"].to_numpy()[result.user],
         "rank": result.rank.astype(np.int64),
@@ -228,7 +230,7 @@ def rank_new_images(new_images, feature_cache, projection: pd.DataFrame,
     vectors = features @ (matrix / np.float32(scale))
     users = _factors(user_vectors)
     raw_ids = user_vectors["user_raw_id"].astype(str).to_numpy()
-    best = top_n(vectors, users, int(parameters["top_users"]))
+    best = top_n(vectors, users, int(parameters["top_users"]), workers=parameters.get("workers"))
     ranked = pd.DataFrame({"image": np.asarray(kept, dtype=object)[best.user],
                            "rank": best.rank.astype(np.int64), "user_raw_id": raw_ids[best.item],
                            "score": best.score.astype(np.float32)})
