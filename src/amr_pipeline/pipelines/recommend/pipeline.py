@@ -46,7 +46,7 @@ REQUEST_PARAMETERS = ("top_k", "exclude_seen", "unknown_users")
 MODEL_NAME = "recommender"
 """The MLflow model's name in its run (``runs:/<run id>/recommender``)."""
 INFERENCE_PACKAGES = ("kedro", "kedro-datasets", "kedro-mlflow", "mlflow", "numpy", "pandas",
-                      "pyarrow")
+                      "pyarrow", "threadpoolctl")
 """What the served model imports besides this project, pinned to the installed versions."""
 
 
