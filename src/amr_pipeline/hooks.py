@@ -21,7 +21,8 @@ from kedro.framework.hooks import hook_impl
 logger = logging.getLogger(__name__)
 
 MLFLOW_PLUGIN = "kedro-mlflow"
-RAY_EXECUTORS = ("features.executor", "robustness.executor", "images.executor")
+RAY_EXECUTORS = ("features.executor", "robustness.executor", "images.executor",
+                 "recommend.executor")
 
 
 class MlflowRunHooks:

@@ -203,3 +203,25 @@ def test_image_downloads_on_ray_equal_a_local_download(tmp_path):
     assert all(count == 2 for count in requests.values()), "each image once per run"
     for index in range(7):
         assert (tmp_path / "ray" / f"i{index}.jpg").read_bytes() == bodies[f"/{index}.jpg"]
+
+
+def test_top_n_on_ray_equals_the_same_blocks_locally_and_the_lists_of_one_call():
+    """Blocks of users as Ray tasks: the arrays of the same blocks run here, bit for bit, and
+    the lists of one top_n over every user."""
+    from amr_pipeline.distributed import LocalExecutor
+    from amr_pipeline.recsys.recommend import SeenItems, top_n, top_n_on
+
+    rng = np.random.default_rng(7)
+    users = rng.standard_normal((300, 16)).astype(np.float32)
+    items = rng.standard_normal((2000, 16)).astype(np.float32)
+    seen = SeenItems(rng.integers(0, 300, 3000), rng.integers(0, 2000, 3000))
+    subset = rng.permutation(300)[:257]
+    on_ray = top_n_on(RayExecutor(in_flight=3), users, items, 15, seen, subset,
+                      users_per_task=40)
+    here = top_n_on(LocalExecutor(), users, items, 15, seen, subset, users_per_task=40)
+    for got, expected in zip(on_ray, here):
+        np.testing.assert_array_equal(got, expected)
+    whole = top_n(users, items, 15, seen, subset, workers=1)
+    np.testing.assert_array_equal(on_ray.user, whole.user)
+    np.testing.assert_array_equal(on_ray.item, whole.item)
+    np.testing.assert_allclose(on_ray.score, whole.score, rtol=1e-6)

@@ -137,6 +137,14 @@ def test_a_top_k_outside_one_to_the_catalogue_is_refused_naming_it(stored, top_k
     assert len(whole["item_raw_ids"][0]) == N_ITEMS
 
 
+def test_the_executor_is_checked_and_names_its_parameter(stored):
+    _, _, _, (user_vectors, item_vectors, seen, _) = stored
+    with pytest.raises(ConfigurationError, match="recommend.executor must be one of"):
+        recommend_all(user_vectors, item_vectors, seen, {**PARAMETERS, "executor": "spark"})
+    with pytest.raises(ConfigurationError, match="recommend.executor: ray, but this process"):
+        recommend_all(user_vectors, item_vectors, seen, {**PARAMETERS, "executor": "ray"})
+
+
 def test_a_model_the_pipeline_does_not_train_is_refused(stored):
     with pytest.raises(ConfigurationError, match="vbpr"):
         prepare_recommender(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None,

@@ -251,3 +251,20 @@ def test_one_worker_or_one_block_starts_no_threads(monkeypatch):
 def test_workers_must_be_a_positive_integer(workers):
     with pytest.raises(ConfigurationError, match="workers"):
         top_n(np.ones((2, 1), np.float32), np.ones((3, 1), np.float32), 1, workers=workers)
+
+
+def test_top_n_on_an_executor_gives_the_lists_of_one_call_and_checks_its_block_size():
+    from amr_pipeline.distributed import LocalExecutor
+    from amr_pipeline.recsys.recommend import top_n_on
+
+    rng = np.random.default_rng(11)
+    users = rng.standard_normal((90, 8)).astype(np.float32)
+    items = rng.standard_normal((500, 8)).astype(np.float32)
+    seen = SeenItems(rng.integers(0, 90, 400), rng.integers(0, 500, 400))
+    blocked = top_n_on(LocalExecutor(), users, items, 12, seen, users_per_task=7)
+    whole = top_n(users, items, 12, seen, workers=1)
+    np.testing.assert_array_equal(blocked.user, whole.user)
+    np.testing.assert_array_equal(blocked.item, whole.item)
+    np.testing.assert_allclose(blocked.score, whole.score, rtol=1e-6)
+    with pytest.raises(ConfigurationError, match="users_per_task"):
+        top_n_on(LocalExecutor(), users, items, 12, users_per_task=0)

@@ -263,6 +263,37 @@ def _kth_largest(rows: np.ndarray, values: np.ndarray, size: int, k: int) -> np.
     return kth
 
 
+USERS_PER_TASK = 8192
+"""Users per task of :func:`top_n_on` (their lists come back whole, in user order)."""
+
+
+def top_n_on(executor, user_factors: np.ndarray, item_vectors: np.ndarray, top_k: int,
+             seen: SeenItems | None = None, users: np.ndarray | None = None,
+             users_per_task: int = USERS_PER_TASK) -> TopN:
+    """:func:`top_n` with every ``users_per_task`` users one task of ``executor``
+    (:mod:`amr_pipeline.distributed`: local, or Ray tasks across a cluster): the factors,
+    item vectors and seen items shared once, each task one :func:`top_n` on one thread, the
+    lists back in user order. The same blocks give the same arrays on any executor."""
+    users = (np.arange(len(user_factors), dtype=np.int64) if users is None
+             else np.asarray(users, np.int64))
+    step = int(users_per_task)
+    if step < 1:
+        raise ConfigurationError(f"users_per_task must be a positive integer, got "
+                                 f"{users_per_task!r}")
+    share = executor.share
+    parts = list(executor.map(
+        _top_n_task, (users[start:start + step] for start in range(0, len(users), step)),
+        share(np.asarray(user_factors, np.float32)), share(np.asarray(item_vectors, np.float32)),
+        int(top_k), share(seen)))
+    if not parts:
+        return top_n(user_factors, item_vectors, top_k, seen, users)
+    return TopN(*(np.concatenate(column) for column in zip(*parts)))
+
+
+def _top_n_task(block: np.ndarray, user_factors, item_vectors, top_k: int, seen) -> TopN:
+    return top_n(user_factors, item_vectors, top_k, seen, block, workers=1)
+
+
 def recommend(
     model: FactorModel,
     top_k: int,

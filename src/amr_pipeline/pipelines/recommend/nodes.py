@@ -18,10 +18,17 @@ import logging
 import numpy as np
 import pandas as pd
 
+from amr_pipeline.distributed import check_executor, executor
 from amr_pipeline.errors import ConfigurationError
 from amr_pipeline.models_table import BY_NAME
 from amr_pipeline.recsys.models import FEATURE_SCALE_COLUMN, factor_columns
-from amr_pipeline.recsys.recommend import SeenItems, placements, top_n
+from amr_pipeline.recsys.recommend import (
+    USERS_PER_TASK,
+    SeenItems,
+    placements,
+    top_n,
+    top_n_on,
+)
 from amr_pipeline.recsys.stored import load_model
 
 logger = logging.getLogger(__name__)
@@ -94,9 +101,13 @@ def prepare_recommender(users: pd.DataFrame, items: pd.DataFrame, train: pd.Data
     return user_vectors, item_vectors, seen.reset_index(drop=True), projection
 
 
-def _top(user_vectors, item_vectors, seen_items, top_k, exclude_seen, rows, workers=None):
+def _top(user_vectors, item_vectors, seen_items, top_k, exclude_seen, rows, workers=None,
+         on=None, users_per_task=None):
     seen = (SeenItems(seen_items["user_id"].to_numpy(), seen_items["item_id"].to_numpy())
             if exclude_seen else None)
+    if on is not None:
+        return top_n_on(on, _factors(user_vectors), _factors(item_vectors), int(top_k), seen,
+                        rows, users_per_task or USERS_PER_TASK)
     return top_n(_factors(user_vectors), _factors(item_vectors), int(top_k), seen, rows,
                  workers=workers)
 
@@ -105,10 +116,17 @@ def recommend_all(user_vectors: pd.DataFrame, item_vectors: pd.DataFrame,
                   seen_items: pd.DataFrame, parameters: dict) -> pd.DataFrame:
     """Every user's top ``top_k``: ``user_raw_id``, ``rank`` (1 = best), ``item_raw_id``,
     ``score``, ``cold`` (the item was never in training, scored from its image only), by
-    ``workers`` threads (default: all cores)."""
+    ``workers`` threads (default: all cores), or with ``executor: ray`` in blocks of
+    ``ray.users_per_task`` users as Ray tasks."""
     _check(parameters, len(item_vectors))
+    ray_options = dict(parameters.get("ray") or {})
+    users_per_task = ray_options.pop("users_per_task", None)
+    on = None
+    if check_executor(parameters.get("executor", "local"), "recommend.executor") == "ray":
+        on = executor("ray", "recommend.executor", **ray_options)
     result = _top(user_vectors, item_vectors, seen_items, parameters["top_k"],
-                  parameters.get("exclude_seen", True), None, parameters.get("workers"))
+                  parameters.get("exclude_seen", True), None, parameters.get("workers"), on,
+                  users_per_task)
     return pd.DataFrame({
         "user_raw_id": user_vectors["user_raw_id"].to_numpy()[result.user],
         "rank": result.rank.astype(np.int64),
