@@ -159,7 +159,9 @@ def predict(request: pd.DataFrame, user_vectors: pd.DataFrame, item_vectors: pd.
             "popular to answer them with the popular items)")
     positions = user_vectors["user_id"].to_numpy(np.int64)
     known = np.unique(rows[~unknown])
-    result = _top(user_vectors, item_vectors, seen_items, top_k, exclude_seen, positions[known])
+    # one thread: a server runs requests side by side, and BLAS's thread limit is per process
+    result = _top(user_vectors, item_vectors, seen_items, top_k, exclude_seen, positions[known],
+                  workers=1)
     item_ids = item_vectors["item_raw_id"].astype(str).to_numpy()
     bounds = np.searchsorted(result.user, positions[known], side="left"), np.searchsorted(
         result.user, positions[known], side="right")
