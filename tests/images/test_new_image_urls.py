@@ -50,13 +50,15 @@ def test_a_bad_list_is_refused_naming_the_row_and_the_fix(frame, message):
     assert "new_image_urls.csv" in str(raised.value)
 
 
-def test_listed_urls_are_fetched_into_the_folder_and_failures_are_reported(server, tmp_path):
+def test_listed_urls_are_fetched_into_the_folder_and_failures_are_reported(server, tmp_path,
+                                                                           caplog):
     folder = tmp_path / "new_images"
     urls = pd.DataFrame({"url": [f"{server.base}/good/1.jpg", f"{server.base}/missing.jpg",
                                  f"{server.base}/good/2.jpg"],
                          "image": ["first.jpg", "", ""]})
     table = download_new_images(urls, folder, None, PARAMETERS)
     assert table["status"].tolist() == ["ok", "http_error", "ok"]
+    assert "1 of 3 URLs gave no image (http_error 1)" in caplog.text
     names = image_names(ImageFolder(folder))
     assert "first.jpg" in names and len(names) == 2, "only whole, valid images land"
     again = download_new_images(urls, folder, table, PARAMETERS)

@@ -6,6 +6,7 @@ from amr_pipeline.images.download import (
     STATUSES,
     DownloadSettings,
     download_images,
+    failures,
     status_counts,
 )
 from amr_pipeline.images.url_list import url_list_items
@@ -16,6 +17,7 @@ __all__ = [
     "STATUS_COLUMNS",
     "DownloadSettings",
     "download_images",
+    "failures",
     "status_counts",
     "url_list_items",
 ]

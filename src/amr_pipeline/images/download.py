@@ -492,6 +492,14 @@ def status_counts(table: pd.DataFrame) -> dict[str, int]:
     return {status: int(counts.get(status, 0)) for status in STATUSES}
 
 
+def failures(counts: dict[str, int]) -> tuple[int, str]:
+    """How many items of :func:`status_counts` ``counts`` have no image, and which statuses
+    (``"not_found 2, too_large 1"``)."""
+    failed = {status: count for status, count in counts.items()
+              if count and status not in ("ok", "exists")}
+    return sum(failed.values()), ", ".join(f"{status} {count}" for status, count in failed.items())
+
+
 def _table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(STATUS_COLUMNS))
     for column in ("item_raw_id", "image", "url", "status", "error", "sha256"):

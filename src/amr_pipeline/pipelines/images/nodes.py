@@ -11,6 +11,7 @@ from amr_pipeline.images import (
     STATUS_COLUMNS,
     DownloadSettings,
     download_images,
+    failures,
     status_counts,
 )
 from amr_pipeline.distributed import executor
@@ -53,11 +54,10 @@ def download_item_images(
                           **ray_options),
         partition_size=partition_size)
     counts = status_counts(table)
-    failed = len(table) - counts["ok"] - counts["exists"]
+    failed, statuses = failures(counts)
     if failed:
         logger.warning(
             "%d of %d items have no image (%s); see image_downloads.parquet. Rerun with "
             "images.retry_failed: true to try them again, or let data_processing drop them "
-            "(on_missing_image: drop).", failed, len(table),
-            ", ".join(f"{s} {n}" for s, n in counts.items() if n and s not in ("ok", "exists")))
+            "(on_missing_image: drop).", failed, len(table), statuses)
     return table, mlflow_metrics(counts)

@@ -190,6 +190,7 @@ def download_new_images(urls: pd.DataFrame | None, folder, previous: pd.DataFram
         STATUS_COLUMNS,
         DownloadSettings,
         download_images,
+        failures,
         status_counts,
         url_list_items,
     )
@@ -199,13 +200,10 @@ def download_new_images(urls: pd.DataFrame | None, folder, previous: pd.DataFram
     items = url_list_items(urls, "new_image_urls")
     table = download_images(items, folder, DownloadSettings.from_parameters(parameters),
                             previous=previous)
-    counts = status_counts(table)
-    failed = len(table) - counts["ok"] - counts["exists"]
+    failed, statuses = failures(status_counts(table))
     if failed:
         logger.warning("New images: %d of %d URLs gave no image (%s); see "
-                       "new_image_downloads.parquet", failed, len(table),
-                       ", ".join(f"{status} {count}" for status, count in counts.items()
-                                 if count and status not in ("ok", "exists")))
+                       "new_image_downloads.parquet", failed, len(table), statuses)
     return table
 
 
